@@ -1,0 +1,113 @@
+"""The study's configuration: frozen dataclasses, and the presets, the only place numbers live.
+
+A preset is derived from the `cpu` one with `dataclasses.replace`, so that the differences
+between presets are exactly what each says it changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """How train, validation and test are cut from each class (DESIGN.md section 2).
+
+    Frame-numbered datasets are split by rank of frame number into `max_blocks` chunks spread
+    over the recording; each chunk is cut into contiguous train | validation | test runs in the
+    proportions of `fractions`. Train and validation images within `guard_frames` frames of a
+    test image, and train images within `guard_frames` of a validation image, are left out.
+    """
+
+    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    # Chunks per class over the whole recording: test images come from five places in the
+    # video (the light changes over it), at the cost of about 3 guard bands per chunk.
+    max_blocks: int = 5
+    # A class with fewer images gets fewer chunks, so that every chunk keeps test images.
+    min_images_per_block: int = 40
+    # No train or validation image within this many frames of a test image (same class).
+    guard_frames: int = 10
+    # Share of an official train split carved out as validation (Lexset), by file-name hash.
+    validation_fraction: float = 0.10
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Everything a run of the study depends on, apart from the data it is given."""
+
+    name: str
+    # Datasets the preset uses, by name (study.datasets.DATASETS); missing ones are reported.
+    datasets: tuple[str, ...]
+    # Images are decoded, centre-cropped to a square and resized once, at prepare time, to this
+    # size; it is the largest model resolution, so no model input is ever upsampled from it.
+    storage_size: int
+    # Model input resolutions R (one model per R, dataset and seed).
+    train_resolutions: tuple[int, ...]
+    # Test-time degradations r: test images area-downsampled to r x r and resized back to R.
+    eval_resolutions: tuple[int, ...]
+    seeds: tuple[int, ...]
+    split: SplitConfig = SplitConfig()
+    # Lexset's `Blank` (background, no hand) counts as `nothing`; when False, Blank images are
+    # left out of the dataset (and listed as such).
+    blank_as_nothing: bool = True
+    # The smoke preset writes generated archives into the data directory when they are absent.
+    generated_data: bool = False
+    # Where `--data-dir` points when it is not given (relative to the working directory).
+    default_data_dir: str = "data"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *fields: str) -> str:
+        """Short sha256 of the named fields (all fields if none), for result provenance."""
+        d = self.to_dict()
+        if fields:
+            d = {k: d[k] for k in fields}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# The study on the real subsets in ../shared/data (asl_alphabet, asl_photos; Lexset when present),
+# on 2 CPU cores.
+CPU = Preset(
+    name="cpu",
+    datasets=("asl_alphabet", "synthetic_asl_alphabet", "asl_photos"),
+    storage_size=128,
+    train_resolutions=(64, 128),
+    eval_resolutions=(128, 64, 32, 16),
+    seeds=(0, 1, 2),
+)
+
+# The study of record: the full Kaggle datasets (and any folder datasets present), meant for a GPU.
+PAPER = dataclasses.replace(
+    CPU,
+    name="paper",
+    storage_size=224,
+    train_resolutions=(224, 64),
+    eval_resolutions=(224, 112, 64, 32),
+)
+
+# Generated images in both Kaggle layouts and a folder dataset, 32x32, a few images per class:
+# the tests use it, and `all` runs in under 3 minutes on 2 CPU cores.
+SMOKE = dataclasses.replace(
+    CPU,
+    name="smoke",
+    storage_size=32,
+    train_resolutions=(32,),
+    eval_resolutions=(32, 16),
+    seeds=(0,),
+    generated_data=True,
+    default_data_dir="data/smoke",
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (SMOKE, CPU, PAPER)}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; an error lists the valid names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}") from None

@@ -1,0 +1,110 @@
+"""A read-only view of a dataset archive: an unzipped folder or the zip file Kaggle serves.
+
+Both give the same relative POSIX paths (relative to the layout's root, found by a marker
+path such as `asl_alphabet_train/asl_alphabet_train/`), so the builders never care which
+form the user has. Zip members are read in place: nothing is extracted to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zipfile
+from pathlib import Path
+
+
+class DatasetError(RuntimeError):
+    """Input data the study cannot use; the message says what was expected and how to fix it."""
+
+
+class Archive:
+    """Files under `root` of a folder or a zip; paths are POSIX and relative to `prefix`."""
+
+    def __init__(self, path: Path, prefix: str = ""):
+        self.path = Path(path)
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.kind = "zip" if self.path.is_file() else "directory"
+        self._zip: zipfile.ZipFile | None = None
+        self._lock = threading.Lock()
+        self._sizes = self._list()
+
+    def _list(self) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        if self.kind == "zip":
+            self._zip = zipfile.ZipFile(self.path)
+            for info in self._zip.infolist():
+                if not info.is_dir() and info.filename.startswith(self.prefix):
+                    sizes[info.filename[len(self.prefix):]] = info.file_size
+        else:
+            base = self.path / self.prefix if self.prefix else self.path
+            for dirpath, dirnames, filenames in os.walk(base):
+                dirnames.sort()
+                rel = Path(dirpath).relative_to(base).as_posix()
+                for f in filenames:
+                    name = f if rel == "." else f"{rel}/{f}"
+                    sizes[name] = os.stat(os.path.join(dirpath, f)).st_size
+        return dict(sorted(sizes.items()))
+
+    @property
+    def files(self) -> list[str]:
+        return list(self._sizes)
+
+    def size(self, name: str) -> int:
+        return self._sizes[name]
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one file; safe to call from several threads."""
+        if self._zip is not None:
+            with self._lock:  # one ZipFile handle; reads are short, decoding happens outside
+                return self._zip.read(self.prefix + name)
+        return (self.path / (self.prefix + name)).read_bytes()
+
+    def fingerprint(self) -> str:
+        """sha256 of the listing (names and sizes): changes when files are added, removed or resized."""
+        h = hashlib.sha256()
+        for name, size in self._sizes.items():
+            h.update(f"{name}\t{size}\n".encode())
+        return h.hexdigest()
+
+    def describe(self) -> dict:
+        return {"form": self.kind, "files": len(self._sizes), "listing_sha256": self.fingerprint()}
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+
+def find_archive(manual_dir: Path, marker: str, zip_names: tuple[str, ...]) -> Archive | None:
+    """The archive in `manual_dir`: an unzipped layout containing `marker`, or a zip holding it.
+
+    The unzipped layout may sit directly in `manual_dir` or one folder down (an archive
+    unzipped into a folder of its own name). Zips named in `zip_names` are tried first, then
+    any other `*.zip` there. None if nothing matches.
+    """
+    manual_dir = Path(manual_dir)
+    if not manual_dir.is_dir():
+        return None
+    marker = marker.strip("/")
+    if (manual_dir / marker).is_dir():
+        return Archive(manual_dir)
+    for sub in sorted(p for p in manual_dir.iterdir() if p.is_dir()):
+        if (sub / marker).is_dir():
+            return Archive(manual_dir, prefix=sub.name)
+    zips = [manual_dir / z for z in zip_names if (manual_dir / z).is_file()]
+    zips += sorted(p for p in manual_dir.glob("*.zip") if p not in zips)
+    for z in zips:
+        try:
+            with zipfile.ZipFile(z) as zf:
+                names = zf.namelist()
+        except zipfile.BadZipFile as e:
+            raise DatasetError(
+                f"{z.name} is not a readable zip ({e}); the download may be incomplete: "
+                "delete it and download it again"
+            ) from None
+        for name in names:
+            i = name.find(marker + "/")
+            if i == 0 or (i > 0 and name[i - 1] == "/"):
+                return Archive(z, prefix=name[:i])
+    return None

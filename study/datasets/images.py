@@ -1,0 +1,58 @@
+"""Decoding archive bytes into the stored image: square, resized once, PNG-encoded.
+
+Every image is decoded exactly once, when a dataset is prepared: centre-cropped to a square
+(Lexset renders are 513x512), resized with PIL's antialiased bicubic filter to the preset's
+storage size and stored losslessly as PNG. Bytes that are not a whole image raise BadImage
+with the reason, which the builders record and skip.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+
+
+class BadImage(ValueError):
+    """The bytes are not a complete, decodable image; the message says why."""
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def decode(data: bytes) -> Image.Image:
+    """Fully decoded RGB image from encoded bytes; BadImage if empty, unreadable or truncated."""
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()  # decodes everything: a truncated file fails here, not later
+            return im.convert("RGB")
+    except UnidentifiedImageError:
+        raise BadImage("not a readable image (unknown format)") from None
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for corrupt or truncated data
+        raise BadImage(f"corrupt image ({e})") from None
+
+
+def square_resize(im: Image.Image, size: int) -> Image.Image:
+    """Centre crop to the shorter side, then resize to size x size (antialiased bicubic)."""
+    w, h = im.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    if (w, h) != (s, s):
+        im = im.crop((left, top, left + s, top + s))
+    if s != size:
+        im = im.resize((size, size), Image.Resampling.BICUBIC)
+    return im
+
+
+def to_stored_png(data: bytes, size: int) -> bytes:
+    """Encoded archive bytes -> the PNG bytes stored in the prepared dataset."""
+    im = square_resize(decode(data), size)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)  # lossless; level 1 is fast and near as small
+    return buf.getvalue()

@@ -1,0 +1,98 @@
+"""`python -m study.run prepare`: the summary it writes, doing no work twice, refusing stale data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from study import run
+from study.datasets import fake
+
+
+def prepare(tmp: Path, *extra: str, preset: str = "smoke") -> int:
+    return run.main([
+        "prepare", "--preset", preset, "--data-dir", str(tmp / "data"),
+        "--out", str(tmp / "out"), "--tfds-dir", str(tmp / "tfds"), *extra,
+    ])
+
+
+def prepared_files(tmp: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in (tmp / "tfds").rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    assert prepare(tmp) == 0
+    return tmp
+
+
+def test_smoke_prepare_writes_the_summary(smoke):
+    doc = json.loads((smoke / "out" / "datasets.json").read_text())
+    assert set(doc["datasets"]) == {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
+    asl = doc["datasets"]["asl_alphabet"]
+    assert asl["archive"]["form"] == "zip"  # the smoke data has the Kaggle zip
+    assert asl["splits"]["kaggle_test"]["images"] == 28
+    for name, d in doc["datasets"].items():
+        acc = d["accounting"]
+        assert acc["archive_files"] == acc["in_splits"] + acc["left_out_by_guard_band"] + acc["skipped_files"], name
+        assert {s["reason"] for s in d["skipped"]}  # every smoke archive has planted defects
+    assert doc["provenance"]["packages"]["tensorflow-datasets"]
+    assert doc["split"]["guard_frames"] == 10
+
+
+def test_summary_holds_no_machine_paths(smoke):
+    text = (smoke / "out" / "datasets.json").read_text()
+    assert str(smoke) not in text and "/tmp" not in text
+
+
+def test_second_run_does_no_work(smoke, capsys):
+    before = prepared_files(smoke)
+    summary = (smoke / "out" / "datasets.json").read_text()
+    assert prepare(smoke) == 0
+    assert prepared_files(smoke) == before  # nothing rebuilt
+    assert (smoke / "out" / "datasets.json").read_text() == summary
+    assert "Downloading and preparing" not in capsys.readouterr().out
+
+
+def test_changed_archive_is_refused_then_rebuilt_with_force(tmp_path, capsys):
+    assert prepare(tmp_path) == 0
+    files_before = json.loads((tmp_path / "out/datasets.json").read_text())["datasets"]["asl_photos"]["archive"]["files"]
+    extra = tmp_path / "data/asl-photos/train/A/A9999.jpg"
+    shutil.copy(tmp_path / "data/asl-photos/train/A/A0.jpg", extra)
+    capsys.readouterr()
+    assert prepare(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "asl_photos" in err and "changed" in err and "--force" in err
+    assert prepare(tmp_path, "--force") == 0
+    doc = json.loads((tmp_path / "out/datasets.json").read_text())
+    d = doc["datasets"]["asl_photos"]
+    assert d["archive"]["files"] == files_before + 1
+    assert d["accounting"]["archive_files"] == files_before + 1
+
+
+def test_unknown_preset_lists_the_valid_ones(capsys):
+    with pytest.raises(SystemExit):
+        run.main(["prepare"])
+    assert run.main(["prepare", "--preset", "huge"]) == 2
+    assert "valid presets: smoke, cpu, paper" in capsys.readouterr().err
+
+
+def test_no_dataset_found_says_where_each_goes(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert prepare(tmp_path, preset="cpu") == 2
+    err = capsys.readouterr().err
+    assert "<data-dir>/asl-alphabet/" in err
+    assert "kaggle datasets download -d grassknoted/asl-alphabet" in err
+    assert "<data-dir>/synthetic-asl-alphabet/" in err and "<data-dir>/asl-photos/" in err
+
+
+def test_smoke_generates_its_data_only_when_absent(tmp_path):
+    fake.write_all(tmp_path / "data")
+    marker = tmp_path / "data/asl-photos/train/A/A0.jpg"
+    mtime = marker.stat().st_mtime_ns
+    assert prepare(tmp_path) == 0
+    assert marker.stat().st_mtime_ns == mtime
