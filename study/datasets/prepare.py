@@ -11,6 +11,8 @@ of the archive is accounted for exactly once.
 from __future__ import annotations
 
 import collections
+import contextlib
+import io
 import logging
 import shutil
 from pathlib import Path
@@ -52,7 +54,7 @@ def prepare(
             not_found[name] = f"expected in <data-dir>/{spec.folder}/"
             echo(f"{name}: not found (expected <data-dir>/{spec.folder}/); skipped")
             continue
-        builder = _build(spec, preset, manual, tfds_dir, force)
+        builder = _build(spec, preset, manual, tfds_dir, force, echo)
         summaries[name] = summarize(builder)
         echo(format_summary(name, summaries[name]))
     if not summaries:
@@ -82,7 +84,7 @@ def _where_to_put(preset: Preset) -> str:
     return "\n".join(lines)
 
 
-def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, force: bool):
+def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, force: bool, echo=print):
     """Prepare one dataset, refusing to reuse it if its archive changed (unless `force`)."""
     builder = spec.make_builder(preset, tfds_dir)
     if builder.is_prepared():
@@ -101,9 +103,11 @@ def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, forc
             builder = spec.make_builder(preset, tfds_dir)
         archive.close()
     if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
-        )
+        echo(f"{spec.name}: building {builder.info.full_name} from {manual.name}/ ...")
+        with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints its own banner
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
+            )
     return builder
 
 
