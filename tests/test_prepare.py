@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from study import run
+from study import run, weights
 from study.datasets import fake
 
 
 def prepare(tmp: Path, *extra: str, preset: str = "smoke") -> int:
     return run.main([
-        "prepare", "--preset", preset, "--data-dir", str(tmp / "data"),
-        "--out", str(tmp / "out"), "--tfds-dir", str(tmp / "tfds"), *extra,
+        "prepare", "--preset", preset, "--data-dir", str(tmp / "data"), "--out", str(tmp / "out"),
+        "--tfds-dir", str(tmp / "tfds"), "--weights-dir", str(tmp / "weights"), *extra,
     ])
 
 
@@ -45,8 +45,28 @@ def test_smoke_prepare_writes_the_summary(smoke):
 
 
 def test_summary_holds_no_machine_paths(smoke):
-    text = (smoke / "out" / "datasets.json").read_text()
-    assert str(smoke) not in text and "/tmp" not in text
+    for name in ("datasets.json", "weights.json"):
+        text = (smoke / "out" / name).read_text()
+        assert str(smoke) not in text and "/tmp" not in text
+
+
+def test_prepare_converts_the_weights_once(smoke):
+    doc = json.loads((smoke / "out" / "weights.json").read_text())
+    assert doc["parameters"] == 14_714_688
+    assert doc["source_sha256"] == weights.LPIPS_SHA256
+    assert doc["preprocessing"]["name"] == "torchvision"
+    converted = smoke / "weights" / doc["converted_file"]
+    assert weights.load_converted(converted).sha256() == doc["converted_sha256"]
+
+
+def test_wrong_weights_file_is_refused_by_prepare(tmp_path, capsys):
+    bad = tmp_path / "vgg16.npz"
+    import numpy as np
+
+    np.savez(bad, something=np.zeros(3))
+    fake.write_all(tmp_path / "data")
+    assert prepare(tmp_path, "--weights", str(bad)) == 2
+    assert "missing ['features.0.bias'" in capsys.readouterr().err
 
 
 def test_second_run_does_no_work(smoke, capsys):
