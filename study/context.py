@@ -1,0 +1,67 @@
+"""What every stage after `prepare` needs: the preset, the folders, and what prepare wrote."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+from study.config import Preset
+from study.datasets import DATASETS, DatasetError
+from study.units import fingerprint
+
+
+@dataclasses.dataclass
+class Context:
+    preset: Preset
+    data_dir: Path
+    out_dir: Path  # results/<preset>
+    tfds_dir: Path = Path("data/tfds")
+    cache_dir: Path = Path("data/cache")  # cached features (large; never committed)
+    weights_dir: Path = Path("data/weights")
+    force: bool = False
+    echo: Callable[[str], None] = print
+
+    @cached_property
+    def prepared(self) -> dict[str, Any]:
+        path = self.out_dir / "datasets.json"
+        if not path.is_file():
+            raise DatasetError(f"{path} not found: run `python -m study.run prepare --preset {self.preset.name}` first")
+        return json.loads(path.read_text())
+
+    @property
+    def dataset_names(self) -> list[str]:
+        """The preset's datasets that prepare found, in the preset's order."""
+        return [n for n in self.preset.datasets if n in self.prepared["datasets"]]
+
+    def builder(self, name: str):
+        return DATASETS[name].make_builder(self.preset, self.tfds_dir)
+
+    def splits(self, name: str) -> dict[str, Any]:
+        return self.prepared["datasets"][name]["splits"]
+
+    def dataset_fingerprint(self, name: str) -> str:
+        d = self.prepared["datasets"][name]
+        return fingerprint({"tfds_name": d["tfds_name"], "archive": d["archive"]["listing_sha256"]})
+
+    def classes(self, name: str) -> list[int]:
+        """Canonical label indices the dataset has (in its training split, else any split)."""
+        from study.datasets.labels import label_index
+
+        splits = self.splits(name)
+        per_class = splits.get("train", next(iter(splits.values())))["per_class"]
+        return sorted(label_index(c) for c in per_class)
+
+    @cached_property
+    def weights_record(self) -> dict[str, Any]:
+        path = self.out_dir / "weights.json"
+        if not path.is_file():
+            raise DatasetError(f"{path} not found: run `python -m study.run prepare --preset {self.preset.name}` first")
+        return json.loads(path.read_text())
+
+    def load_weights(self):
+        from study.weights import load_converted
+
+        return load_converted(self.weights_dir / self.weights_record["converted_file"])

@@ -1,0 +1,170 @@
+"""Scoring: every model on every dataset's test splits at every degradation r, with intervals.
+
+Across datasets only the labels both have count: test images of other labels are dropped and
+the model's logits are restricted to the shared labels before the arg-max (26 letters plus
+nothing between the Kaggle sets and Lexset). In-domain, the labels are the dataset's own.
+Macro-F1 averages over the labels present in the scored images. Intervals are percentile
+bootstraps over test images; for the mean over seeds the same resamples are applied to every
+seed (a paired bootstrap), so the interval is of the seed-averaged score.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from study import features, train
+from study.context import Context
+from study.datasets.labels import CANONICAL
+from study.files import write_text_atomic
+from study.units import is_done, mark_done
+
+TABLE_COLUMNS = ["train_dataset", "train_res", "eval_dataset", "eval_res", "n", "accuracy", "accuracy_sd",
+                 "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "macro_f1_sd"]
+
+
+def restricted_predictions(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the images whose label is in `classes`; predict the arg-max over those classes only."""
+    classes = np.asarray(sorted(classes))
+    keep = np.isin(labels_N, classes)
+    pred = classes[np.argmax(logits_NxK[keep][:, classes], axis=1)]
+    return labels_N[keep], pred
+
+
+def macro_f1_weighted(y_true: np.ndarray, y_pred: np.ndarray, w_BxN: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Macro-F1 over `labels` for each row of sample weights (bootstrap counts), vectorised."""
+    tp_ind = (y_true[:, None] == labels) & (y_pred[:, None] == labels)  # N x L
+    fp_ind = (y_pred[:, None] == labels) & (y_true[:, None] != labels)
+    fn_ind = (y_true[:, None] == labels) & (y_pred[:, None] != labels)
+    tp, fp, fn = (w_BxN @ m.astype(np.float64) for m in (tp_ind, fp_ind, fn_ind))
+    denom = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return f1.mean(axis=1)
+
+
+def bootstrap_counts(n: int, B: int, seed: int) -> np.ndarray:
+    """B x n resample counts (how often each image is drawn), from a seeded generator."""
+    idx = np.random.default_rng(seed).integers(0, n, size=(B, n))
+    counts = np.zeros((B, n), np.float64)
+    np.add.at(counts, (np.arange(B)[:, None], idx), 1)
+    return counts
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, seed: int = 0) -> dict:
+    """Accuracy, macro-F1, their bootstrap intervals, the report and the confusion matrix."""
+    labels = np.unique(y_true)
+    n = len(y_true)
+    acc = float((y_true == y_pred).mean())
+    f1 = float(macro_f1_weighted(y_true, y_pred, np.ones((1, n)), labels)[0])
+    w = bootstrap_counts(n, B, seed)
+    acc_b = (w @ (y_true == y_pred)) / n
+    f1_b = macro_f1_weighted(y_true, y_pred, w, labels)
+    lo, hi = (1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100
+    names = [CANONICAL[i] for i in labels]
+    cm_labels = np.unique(np.concatenate([y_true, y_pred]))
+    return {
+        "n": n,
+        "accuracy": acc,
+        "accuracy_ci": [float(np.percentile(acc_b, lo)), float(np.percentile(acc_b, hi))],
+        "macro_f1": f1,
+        "macro_f1_ci": [float(np.percentile(f1_b, lo)), float(np.percentile(f1_b, hi))],
+        "report": classification_report(y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0),
+        "report_text": classification_report(y_true, y_pred, labels=labels, target_names=names, zero_division=0, digits=3),
+        "confusion": {"labels": [CANONICAL[i] for i in cm_labels],
+                      "matrix": confusion_matrix(y_true, y_pred, labels=cm_labels).tolist()},
+        "y_true": y_true.tolist(),
+        "y_pred": y_pred.tolist(),
+    }
+
+
+def eval_path(ctx: Context, train_ds: str, R: int, seed: int, eval_ds: str, split: str, r: int) -> Path:
+    return ctx.out_dir / "eval" / f"{train_ds}@{R}" / f"seed{seed}" / f"{eval_ds}.{split}.r{r}.json"
+
+
+def eval_name(eval_ds: str, split: str) -> str:
+    """The table's eval_dataset: the dataset for its test split, dataset:split otherwise."""
+    return eval_ds if split == "test" else f"{eval_ds}:{split}"
+
+
+def units(ctx: Context):
+    for train_ds, R, seed in train.units(ctx):
+        for eval_ds in ctx.dataset_names:
+            for split in ctx.preset.eval.splits:
+                if split in ctx.splits(eval_ds):
+                    for r in features.eval_resolutions(ctx.preset, R):
+                        yield train_ds, R, seed, eval_ds, split, r
+
+
+def run_stage(ctx: Context) -> list[dict]:
+    heads: dict = {}
+    t0 = time.perf_counter()
+    done = 0
+    for train_ds, R, seed, eval_ds, split, r in units(ctx):
+        path = eval_path(ctx, train_ds, R, seed, eval_ds, split, r)
+        classes = sorted(set(ctx.classes(train_ds)) & set(ctx.classes(eval_ds)))
+        feats_fp = features.fingerprint_of(ctx, eval_ds, split, R, r)
+        model_fp = json.loads((train.model_dir(ctx, train_ds, R, seed) / "unit.json").read_text())["fingerprint"]
+        spec = {"kind": "eval", "model": model_fp, "features": feats_fp, "classes": classes,
+                "eval": dataclasses.asdict(ctx.preset.eval)}
+        if is_done(path, spec, force=ctx.force):
+            continue
+        x, y, _ = features.load(ctx, eval_ds, split, R, r)
+        key = (train_ds, R, seed)
+        if key not in heads:
+            heads[key] = train.load_head(ctx, train_ds, R, seed, x.shape[1])
+        logits = train.predict_logits(heads[key], x)
+        y_true, y_pred = restricted_predictions(logits, y, classes)
+        s = score(y_true, y_pred, ctx.preset.eval.bootstrap, ctx.preset.eval.confidence, seed=0)
+        info = {"train_dataset": train_ds, "train_res": R, "seed": seed, "eval_dataset": eval_ds,
+                "split": split, "eval_res": r, "labels": [CANONICAL[i] for i in classes],
+                "in_domain": train_ds == eval_ds}
+        write_text_atomic(path.with_suffix(".txt"), f"{train_ds}@{R} seed {seed} on {eval_ds}/{split} at r={r}\n\n{s['report_text']}")
+        mark_done(path, spec, **info, **s)
+        done += 1
+    if done:
+        ctx.echo(f"evaluations: {done} written in {time.perf_counter() - t0:.1f} s")
+    rows = table_rows(ctx)
+    write_table(rows, ctx.out_dir / "table.csv")
+    return rows
+
+
+def table_rows(ctx: Context) -> list[dict]:
+    """One row per (train dataset, R, eval dataset/split, r): mean and sd over seeds, paired bootstrap."""
+    groups: dict = {}
+    for train_ds, R, seed, eval_ds, split, r in units(ctx):
+        rec = json.loads(eval_path(ctx, train_ds, R, seed, eval_ds, split, r).read_text())
+        groups.setdefault((train_ds, R, eval_name(eval_ds, split), r), []).append(rec)
+    rows = []
+    B, conf = ctx.preset.eval.bootstrap, ctx.preset.eval.confidence
+    for (train_ds, R, eval_ds, r), recs in groups.items():
+        n = recs[0]["n"]
+        w = bootstrap_counts(n, B, seed=0)  # the same resamples for every seed: paired
+        correct = np.stack([np.asarray(x["y_true"]) == np.asarray(x["y_pred"]) for x in recs])  # seeds x n
+        acc_b = (w @ correct.T / n).mean(axis=1)
+        acc = np.array([x["accuracy"] for x in recs])
+        f1 = np.array([x["macro_f1"] for x in recs])
+        sd = lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0
+        rows.append({
+            "train_dataset": train_ds, "train_res": R, "eval_dataset": eval_ds, "eval_res": r, "n": n,
+            "accuracy": float(acc.mean()), "accuracy_sd": sd(acc),
+            "accuracy_ci_low": float(np.percentile(acc_b, (1 - conf) / 2 * 100)),
+            "accuracy_ci_high": float(np.percentile(acc_b, (1 + conf) / 2 * 100)),
+            "macro_f1": float(f1.mean()), "macro_f1_sd": sd(f1),
+        })
+    return rows
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text_atomic(path, buf.getvalue())

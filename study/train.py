@@ -1,0 +1,210 @@
+"""Heads trained with optax on cached features; checkpoints every epoch; resumable.
+
+One unit per (train dataset, resolution R, seed). Each epoch visits the training features in
+an order drawn from a generator seeded by (seed, epoch), in fixed-size batches (the last one
+completed by wrapping around, so batch statistics never see padding), and reseeds dropout
+from (seed, epoch): an epoch's result depends only on the state at its start, so a run
+resumed from its last checkpoint ends exactly where an uninterrupted one does. Validation
+loss decides early stopping; the parameters of the best epoch are kept. A NaN loss stops
+with the epoch named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from study import features
+from study.config import TrainConfig
+from study.context import Context
+from study.datasets.labels import CANONICAL
+from study.files import write_bytes_atomic, write_json_atomic
+from study.model import make_head
+from study.units import is_done, mark_done, read_marker
+
+SAVED = nnx.Any(nnx.Param, nnx.BatchStat)
+EVAL_BATCH = 1024
+
+
+def new_head(cfg: TrainConfig, in_dim: int, seed: int) -> nnx.Module:
+    return make_head(cfg.head, in_dim, len(CANONICAL), rngs=nnx.Rngs(params=seed, dropout=seed))
+
+
+def _flat(state) -> dict[str, np.ndarray]:
+    return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+
+
+def _unflat(template, arrays: dict[str, np.ndarray], prefix: str = ""):
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[prefix + jax.tree_util.keystr(p)]) for p, _ in leaves])
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+@nnx.jit
+def _train_step(model, optimizer, x, y):
+    def loss_fn(model):
+        logits = model(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+    (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+    optimizer.update(model, grads)
+    return loss, (logits.argmax(-1) == y).mean()
+
+
+@nnx.jit
+def _logits(model, x):
+    return model(x)
+
+
+def predict_logits(model: nnx.Module, feats: np.ndarray) -> np.ndarray:
+    """Logits of every row (eval mode), in fixed-size batches."""
+    model.eval()
+    n = len(feats)
+    out = []
+    for s in range(0, n, EVAL_BATCH):
+        x = feats[s : s + EVAL_BATCH]
+        m = len(x)
+        if m < EVAL_BATCH:
+            x = np.concatenate([x, np.zeros((EVAL_BATCH - m, x.shape[1]), x.dtype)])
+        out.append(np.asarray(_logits(model, jnp.asarray(x)))[:m])
+    return np.concatenate(out) if out else np.zeros((0, len(CANONICAL)), np.float32)
+
+
+def _loss_acc(model, feats, labels) -> tuple[float, float]:
+    logits = predict_logits(model, feats)
+    loss = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), jnp.asarray(labels))
+    return float(loss.mean()), float((logits.argmax(-1) == labels).mean())
+
+
+def train_head(train_x, train_y, val_x, val_y, cfg: TrainConfig, seed: int, workdir: Path,
+               train_x_flip=None, log=print, name: str = "") -> tuple[nnx.Module, list[dict]]:
+    """Train one head; resumes from `workdir/checkpoint.npz` if a run was interrupted."""
+    model = new_head(cfg, train_x.shape[1], seed)
+    optimizer = nnx.Optimizer(model, optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay), wrt=nnx.Param)
+    best = nnx.state(model, SAVED)
+    history: list[dict] = []
+    best_val, bad, start = np.inf, 0, 0
+    ckpt = workdir / "checkpoint.npz"
+    if ckpt.is_file():
+        with np.load(ckpt) as z:
+            arrays = {k: z[k] for k in z.files}
+        nnx.update(model, _unflat(nnx.state(model, SAVED), arrays, "model"))
+        nnx.update(optimizer, _unflat(nnx.state(optimizer, nnx.OptState), arrays, "opt"))
+        best = _unflat(best, arrays, "best")
+        meta = json.loads(str(arrays["meta"]))
+        history, best_val, bad, start = meta["history"], meta["best_val"], meta["bad"], meta["epoch"]
+        log(f"{name}: resuming after epoch {start}")
+    n = len(train_y)
+    batch = min(cfg.batch_size, n)
+    steps = -(-n // batch)
+    for epoch in range(start, cfg.epochs):
+        if bad >= cfg.patience:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        nnx.reseed(model, dropout=seed * 100_003 + epoch)
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(n)
+        order = np.concatenate([order, order[: steps * batch - n]])  # wrap: fixed batch shape
+        use_flip = rng.random(len(order)) < 0.5 if train_x_flip is not None else None
+        losses, accs = [], []
+        for s in range(steps):
+            idx = order[s * batch : (s + 1) * batch]
+            x = train_x[idx]
+            if use_flip is not None:
+                f = use_flip[s * batch : (s + 1) * batch]
+                x = np.where(f[:, None], train_x_flip[idx], x)
+            loss, acc = _train_step(model, optimizer, jnp.asarray(x), jnp.asarray(train_y[idx]))
+            losses.append(float(loss))
+            accs.append(float(acc))
+        train_loss = float(np.mean(losses))
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"{name}: training loss is {train_loss} at epoch {epoch + 1}; stopped")
+        val_loss, val_acc = _loss_acc(model, val_x, val_y)
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": float(np.mean(accs)),
+                        "val_loss": val_loss, "val_accuracy": val_acc, "seconds": round(time.perf_counter() - t0, 3)})
+        if val_loss < best_val:
+            best_val, bad, best = val_loss, 0, nnx.state(model, SAVED)
+        else:
+            bad += 1
+        arrays = {f"model{k}": v for k, v in _flat(nnx.state(model, SAVED)).items()}
+        arrays |= {f"opt{k}": v for k, v in _flat(nnx.state(optimizer, nnx.OptState)).items()}
+        arrays |= {f"best{k}": v for k, v in _flat(best).items()}
+        arrays["meta"] = np.array(json.dumps({"history": history, "best_val": best_val, "bad": bad, "epoch": epoch + 1}))
+        _save_npz(ckpt, arrays)
+    nnx.update(model, best)
+    model.eval()
+    return model, history
+
+
+def model_dir(ctx: Context, dataset: str, R: int, seed: int) -> Path:
+    return ctx.out_dir / "models" / f"{dataset}@{R}" / f"seed{seed}"
+
+
+def units(ctx: Context) -> list[tuple[str, int, int]]:
+    return [(name, R, seed) for R in ctx.preset.train_resolutions for name in ctx.dataset_names
+            if {"train", "validation"} <= set(ctx.splits(name)) for seed in ctx.preset.seeds]
+
+
+def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    fps = {s: features.fingerprint_of(ctx, dataset, s, R, R) for s in ("train", "validation")}
+    if ctx.preset.train.flip:
+        fps["train_flip"] = features.fingerprint_of(ctx, dataset, "train", R, R, True)
+    return {"kind": "train", "dataset": dataset, "R": R, "seed": seed,
+            "train": dataclasses.asdict(ctx.preset.train), "features": fps}
+
+
+def save_head(model: nnx.Module, path: Path) -> None:
+    _save_npz(path, _flat(nnx.state(model, SAVED)))
+
+
+def load_head(ctx: Context, dataset: str, R: int, seed: int, in_dim: int = 512) -> nnx.Module:
+    model = new_head(ctx.preset.train, in_dim, seed)
+    with np.load(model_dir(ctx, dataset, R, seed) / "head.npz") as z:
+        nnx.update(model, _unflat(nnx.state(model, SAVED), {k: z[k] for k in z.files}))
+    model.eval()
+    return model
+
+
+def run_stage(ctx: Context) -> None:
+    from study.report import plot_curves
+
+    for dataset, R, seed in units(ctx):
+        d = model_dir(ctx, dataset, R, seed)
+        spec = unit_spec(ctx, dataset, R, seed)
+        if is_done(d / "unit.json", spec, force=ctx.force):
+            continue
+        if (d / "unit.json").exists():  # stale and --force: start over
+            shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+        tx, ty, _ = features.load(ctx, dataset, "train", R, R)
+        vx, vy, _ = features.load(ctx, dataset, "validation", R, R)
+        tflip = features.load(ctx, dataset, "train", R, R, True)[0] if ctx.preset.train.flip else None
+        t0 = time.perf_counter()
+        name = f"{dataset}@{R} seed {seed}"
+        model, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, tflip, ctx.echo, name)
+        save_head(model, d / "head.npz")
+        best = min(history, key=lambda h: h["val_loss"])
+        write_json_atomic(d / "history.json", {"model": name, "history": history, "best_epoch": best["epoch"]})
+        plot_curves(history, d / "curves.png", title=name)
+        mark_done(d / "unit.json", spec, epochs=len(history), best_epoch=best["epoch"],
+                  val_accuracy=best["val_accuracy"], seconds=round(time.perf_counter() - t0, 2))
+        (d / "checkpoint.npz").unlink(missing_ok=True)
+        ctx.echo(f"trained {name}: {len(history)} epochs, best {best['epoch']} "
+                 f"(validation accuracy {best['val_accuracy']:.3f})")
