@@ -12,6 +12,10 @@ import json
 from typing import Any
 
 
+# Five 2x2 poolings: VGG16 needs at least 32x32 inputs (study.model.MIN_RESOLUTION).
+MIN_MODEL_RESOLUTION = 32
+
+
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
     """How train, validation and test are cut from each class (DESIGN.md section 2).
@@ -89,6 +93,29 @@ class Preset:
     generated_data: bool = False
     # Where `--data-dir` points when it is not given (relative to the working directory).
     default_data_dir: str = "data"
+
+    def __post_init__(self):
+        for r in self.train_resolutions:
+            if not MIN_MODEL_RESOLUTION <= r <= self.storage_size:
+                raise ValueError(f"{self.name}: model resolution {r} must lie in [{MIN_MODEL_RESOLUTION}, storage size {self.storage_size}]")
+        for r in self.eval_resolutions:
+            if not 1 <= r <= self.storage_size:
+                raise ValueError(f"{self.name}: eval resolution {r} must lie in [1, storage size {self.storage_size}]")
+
+    def restricted(self, datasets: list[str] | None = None, resolutions: list[int] | None = None) -> "Preset":
+        """The same preset run on some of its datasets or model resolutions only."""
+        for d in datasets or ():
+            if d not in self.datasets:
+                raise ValueError(f"unknown dataset {d!r} for preset {self.name}; valid datasets: {', '.join(self.datasets)}")
+        for r in resolutions or ():
+            if r not in self.train_resolutions:
+                valid = ", ".join(map(str, self.train_resolutions))
+                raise ValueError(f"unknown resolution {r} for preset {self.name}; valid resolutions: {valid}")
+        return dataclasses.replace(
+            self,
+            datasets=tuple(d for d in self.datasets if not datasets or d in datasets),
+            train_resolutions=tuple(r for r in self.train_resolutions if not resolutions or r in resolutions),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

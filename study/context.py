@@ -23,6 +23,8 @@ class Context:
     weights_dir: Path = Path("data/weights")
     force: bool = False
     echo: Callable[[str], None] = print
+    # Datasets beyond the registry, e.g. a folder given to `score` (name -> DatasetSpec).
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @cached_property
     def prepared(self) -> dict[str, Any]:
@@ -37,7 +39,8 @@ class Context:
         return [n for n in self.preset.datasets if n in self.prepared["datasets"]]
 
     def builder(self, name: str):
-        return DATASETS[name].make_builder(self.preset, self.tfds_dir)
+        spec = self.extra.get(name) or DATASETS[name]
+        return spec.make_builder(self.preset, self.tfds_dir)
 
     def splits(self, name: str) -> dict[str, Any]:
         return self.prepared["datasets"][name]["splits"]

@@ -26,6 +26,8 @@ from study.datasets.labels import CANONICAL
 from study.files import write_text_atomic
 from study.units import is_done, mark_done
 
+# Bump when scoring changes what it produces, so that existing evaluations count as stale.
+EVAL_VERSION = 1
 TABLE_COLUMNS = ["train_dataset", "train_res", "eval_dataset", "eval_res", "n", "accuracy", "accuracy_sd",
                  "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "macro_f1_sd"]
 
@@ -84,8 +86,8 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
     }
 
 
-def eval_path(ctx: Context, train_ds: str, R: int, seed: int, eval_ds: str, split: str, r: int) -> Path:
-    return ctx.out_dir / "eval" / f"{train_ds}@{R}" / f"seed{seed}" / f"{eval_ds}.{split}.r{r}.json"
+def eval_path(root: Path, train_ds: str, R: int, seed: int, eval_ds: str, split: str, r: int) -> Path:
+    return root / f"{train_ds}@{R}" / f"seed{seed}" / f"{eval_ds}.{split}.r{r}.json"
 
 
 def eval_name(eval_ds: str, split: str) -> str:
@@ -93,25 +95,28 @@ def eval_name(eval_ds: str, split: str) -> str:
     return eval_ds if split == "test" else f"{eval_ds}:{split}"
 
 
-def units(ctx: Context):
+def units(ctx: Context, eval_datasets: list[str] | None = None):
     for train_ds, R, seed in train.units(ctx):
-        for eval_ds in ctx.dataset_names:
+        for eval_ds in eval_datasets or ctx.dataset_names:
             for split in ctx.preset.eval.splits:
                 if split in ctx.splits(eval_ds):
                     for r in features.eval_resolutions(ctx.preset, R):
                         yield train_ds, R, seed, eval_ds, split, r
 
 
-def run_stage(ctx: Context) -> list[dict]:
+def run_stage(ctx: Context, eval_datasets: list[str] | None = None, root: Path | None = None) -> list[dict]:
+    """Score every model on `eval_datasets` (default: the preset's), results under `root`
+    (default: results/<preset>/eval) and the table beside it."""
+    root = root or ctx.out_dir / "eval"
     heads: dict = {}
     t0 = time.perf_counter()
     done = 0
-    for train_ds, R, seed, eval_ds, split, r in units(ctx):
-        path = eval_path(ctx, train_ds, R, seed, eval_ds, split, r)
+    for train_ds, R, seed, eval_ds, split, r in units(ctx, eval_datasets):
+        path = eval_path(root, train_ds, R, seed, eval_ds, split, r)
         classes = sorted(set(ctx.classes(train_ds)) & set(ctx.classes(eval_ds)))
         feats_fp = features.fingerprint_of(ctx, eval_ds, split, R, r)
         model_fp = json.loads((train.model_dir(ctx, train_ds, R, seed) / "unit.json").read_text())["fingerprint"]
-        spec = {"kind": "eval", "model": model_fp, "features": feats_fp, "classes": classes,
+        spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_fp, "features": feats_fp, "classes": classes,
                 "eval": dataclasses.asdict(ctx.preset.eval)}
         if is_done(path, spec, force=ctx.force):
             continue
@@ -130,16 +135,17 @@ def run_stage(ctx: Context) -> list[dict]:
         done += 1
     if done:
         ctx.echo(f"evaluations: {done} written in {time.perf_counter() - t0:.1f} s")
-    rows = table_rows(ctx)
-    write_table(rows, ctx.out_dir / "table.csv")
+    rows = table_rows(ctx, eval_datasets, root)
+    write_table(rows, root.parent / "table.csv")
     return rows
 
 
-def table_rows(ctx: Context) -> list[dict]:
+def table_rows(ctx: Context, eval_datasets: list[str] | None = None, root: Path | None = None) -> list[dict]:
     """One row per (train dataset, R, eval dataset/split, r): mean and sd over seeds, paired bootstrap."""
+    root = root or ctx.out_dir / "eval"
     groups: dict = {}
-    for train_ds, R, seed, eval_ds, split, r in units(ctx):
-        rec = json.loads(eval_path(ctx, train_ds, R, seed, eval_ds, split, r).read_text())
+    for train_ds, R, seed, eval_ds, split, r in units(ctx, eval_datasets):
+        rec = json.loads(eval_path(root, train_ds, R, seed, eval_ds, split, r).read_text())
         groups.setdefault((train_ds, R, eval_name(eval_ds, split), r), []).append(rec)
     rows = []
     B, conf = ctx.preset.eval.bootstrap, ctx.preset.eval.confidence

@@ -175,9 +175,9 @@ def eval_resolutions(preset, R: int) -> list[int]:
     return [R] + sorted((r for r in preset.eval_resolutions if r < R), reverse=True)
 
 
-def run_stage(ctx: Context) -> dict:
-    """Compute every missing feature unit; write `features.json` (throughput per unit)."""
-    todo = units(ctx)
+def run_stage(ctx: Context, todo: list | None = None, summary_path: Path | None = None) -> dict:
+    """Compute every missing feature unit (default: the preset's); write `features.json`."""
+    todo = units(ctx) if todo is None else todo
     extractor = None
     records = []
     for name, split, R, r, flip in todo:
@@ -200,7 +200,7 @@ def run_stage(ctx: Context) -> dict:
     from study.files import write_json_atomic
 
     summary = {"units": records, "throughput_by_R": _throughput(records)}
-    write_json_atomic(ctx.out_dir / "features.json", summary)
+    write_json_atomic(summary_path or ctx.out_dir / "features.json", summary)
     return summary
 
 

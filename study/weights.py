@@ -334,13 +334,13 @@ def apply(backbone: VGG16Backbone, weights: Weights) -> VGG16Backbone:
     if len(backbone.convs) != 13:
         raise WeightsError(f"backbone has {len(backbone.convs)} convolutions, expected 13")
     for i, (conv, k, b) in enumerate(zip(backbone.convs, weights.kernels, weights.biases)):
-        if conv.kernel.value.shape != k.shape or conv.bias.value.shape != b.shape:
+        if conv.kernel.get_value().shape != k.shape or conv.bias.get_value().shape != b.shape:
             raise WeightsError(
-                f"convolution {i}: the backbone has {conv.kernel.value.shape}, the weights {k.shape} "
+                f"convolution {i}: the backbone has {conv.kernel.get_value().shape}, the weights {k.shape} "
                 "(ImageNet weights need width 1.0)"
             )
-        conv.kernel.value = jnp.asarray(k)
-        conv.bias.value = jnp.asarray(b)
+        conv.kernel.set_value(jnp.asarray(k))
+        conv.bias.set_value(jnp.asarray(b))
     backbone.preprocessing = weights.preprocessing
     return backbone
 

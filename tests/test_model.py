@@ -51,9 +51,9 @@ def test_dropout_is_active_only_in_training():
 def test_seed_head_layers_match_the_original_study():
     head = model.SeedHead(512, 29, rngs=nnx.Rngs(0))
     assert isinstance(head.norm, nnx.BatchNorm)
-    assert head.dense1.kernel.value.shape == (512, 256)
-    assert head.dense2.kernel.value.shape == (256, 128)
-    assert head.out.kernel.value.shape == (128, 29)
+    assert head.dense1.kernel.get_value().shape == (512, 256)
+    assert head.dense2.kernel.get_value().shape == (256, 128)
+    assert head.out.kernel.get_value().shape == (128, 29)
 
 
 def test_small_inputs_and_unknown_heads_are_refused():

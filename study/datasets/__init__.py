@@ -22,6 +22,8 @@ class DatasetSpec:
     builder: type
     # The Kaggle dataset id, for datasets that come from Kaggle.
     kaggle: str = ""
+    # Folder datasets to score models on, not to train: every image is a test image.
+    score_only: bool = False
 
     def manual_dir(self, data_dir: Path) -> Path | None:
         """Where the archive is: `<data-dir>/<folder>/`, or `<data-dir>` if the zip lies there."""
@@ -41,6 +43,7 @@ class DatasetSpec:
             preset.split,
             preset.blank_as_nothing,
             dataset_name=self.name if is_folder else "",
+            score_only=self.score_only,
         )
         # TFDS refuses a custom config that shares a name with a predefined one (the default).
         if config.name in self.builder.builder_configs:

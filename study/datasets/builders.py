@@ -50,6 +50,8 @@ class AslConfig(tfds.core.BuilderConfig):
     blank_as_nothing: bool = True
     # Folder datasets only: the dataset's own name (e.g. asl_photos).
     dataset_name: str = ""
+    # Folder datasets only: every image goes to `test` (photos to score, not to train on).
+    score_only: bool = False
 
 
 def make_config(
@@ -57,6 +59,7 @@ def make_config(
     split: SplitConfig = SplitConfig(),
     blank_as_nothing: bool = True,
     dataset_name: str = "",
+    score_only: bool = False,
 ) -> AslConfig:
     """The config for these parameters, named `[<dataset>-]s<size>-<hash of all parameters>`.
 
@@ -70,6 +73,8 @@ def make_config(
         "dataset_name": dataset_name,
         "version": DATA_VERSION,
     }
+    if score_only:  # only in the hash when set: existing dataset names stay as they were
+        params["score_only"] = True
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
     prefix = f"{dataset_name}-" if dataset_name else ""
     return AslConfig(
@@ -79,6 +84,7 @@ def make_config(
         split=split,
         blank_as_nothing=blank_as_nothing,
         dataset_name=dataset_name,
+        score_only=score_only,
     )
 
 
@@ -553,6 +559,9 @@ class AslFolder(_AslBuilder):
     def _cut(self, scan: Scan) -> dict[str, list[Item]]:
         given = {k: v for k, v in scan.given.items() if v}
         sc = self.config.split
+        if self.config.score_only:
+            self._rule = "every image scored (split folders, if any, merged into test)"
+            return {splits.TEST: [i for items in given.values() for i in items]}
         if splits.TEST in given:
             out = dict(given)
             if splits.TRAIN in given and splits.VALIDATION not in given:
