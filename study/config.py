@@ -53,6 +53,9 @@ class TrainConfig:
     # Horizontal-flip augmentation. Off: flipping changes the signing hand, which matters in
     # sign language.
     flip: bool = False
+    # Fine-tune block 5 with the head, on images, instead of training the head on cached
+    # features (study.finetune); for a GPU. Runs `epochs` epochs, without early stopping.
+    finetune: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,18 +109,26 @@ def run_stage(ctx: Context, eval_datasets: list[str] | None = None, root: Path |
     (default: results/<preset>/eval) and the table beside it."""
     root = root or ctx.out_dir / "eval"
     heads: dict = {}
+    finetuned: dict = {}
     t0 = time.perf_counter()
     done = 0
     for train_ds, R, seed, eval_ds, split, r in units(ctx, eval_datasets):
         path = eval_path(root, train_ds, R, seed, eval_ds, split, r)
         classes = sorted(set(ctx.classes(train_ds)) & set(ctx.classes(eval_ds)))
-        feats_fp = features.fingerprint_of(ctx, eval_ds, split, R, r)
-        model_fp = json.loads((train.model_dir(ctx, train_ds, R, seed) / "unit.json").read_text())["fingerprint"]
+        model_rec = json.loads((train.model_dir(ctx, train_ds, R, seed) / "unit.json").read_text())
+        model_fp = model_rec["fingerprint"]
+        # A fine-tuned model has its own backbone: its features are computed here, once.
+        wsha = model_rec.get("backbone_sha256")
+        if wsha:
+            if (train_ds, R, seed) not in finetuned:
+                finetuned[(train_ds, R, seed)] = train.finetuned_weights(ctx, train_ds, R, seed)
+            features.ensure(ctx, finetuned[(train_ds, R, seed)], eval_ds, split, R, r)
+        feats_fp = features.fingerprint_of(ctx, eval_ds, split, R, r, weights=wsha)
         spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_fp, "features": feats_fp, "classes": classes,
                 "eval": dataclasses.asdict(ctx.preset.eval)}
         if is_done(path, spec, force=ctx.force):
             continue
-        x, y, _ = features.load(ctx, eval_ds, split, R, r)
+        x, y, _ = features.load(ctx, eval_ds, split, R, r, weights=wsha)
         key = (train_ds, R, seed)
         if key not in heads:
             heads[key] = train.load_head(ctx, train_ds, R, seed, x.shape[1])

@@ -80,16 +80,17 @@ class Extractor:
         return np.asarray(out)[:n]
 
 
-def unit_dir(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False) -> Path:
-    sha = ctx.weights_record["converted_sha256"][:16]
+def unit_dir(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> Path:
+    """Cache folder of a unit; `weights` is the backbone's sha256 (default: the prepared one)."""
+    sha = (weights or ctx.weights_record["converted_sha256"])[:16]
     return ctx.cache_dir / "features" / sha / ctx.dataset_fingerprint(dataset) / split / f"R{R}_r{r}{'_flip' if flip else ''}"
 
 
-def unit_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool) -> dict:
+def unit_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool, weights: str | None = None) -> dict:
     return {
         "kind": "features",
         "version": FEATURES_VERSION,
-        "weights": ctx.weights_record["converted_sha256"],
+        "weights": weights or ctx.weights_record["converted_sha256"],
         "dataset": dataset,
         "dataset_fingerprint": ctx.dataset_fingerprint(dataset),
         "split": split,
@@ -137,25 +138,43 @@ def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, d
     return read_marker(out / "unit.json")
 
 
-def fingerprint_of(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False) -> str:
+def fingerprint_of(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> str:
     """The fingerprint of a computed unit; an error if it is missing or stale."""
-    d = unit_dir(ctx, dataset, split, R, r, flip)
-    if not is_done(d / "unit.json", unit_spec(ctx, dataset, split, R, r, flip), force=False):
+    d = unit_dir(ctx, dataset, split, R, r, flip, weights)
+    if not is_done(d / "unit.json", unit_spec(ctx, dataset, split, R, r, flip, weights), force=False):
         raise FileNotFoundError(f"features of {dataset}/{split} at R={R}, r={r} not computed: run the features stage")
     return read_marker(d / "unit.json")["fingerprint"]
 
 
-def load(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
+def load(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Cached features and labels of a unit, and its fingerprint; an error if not computed."""
-    fp = fingerprint_of(ctx, dataset, split, R, r, flip)
-    d = unit_dir(ctx, dataset, split, R, r, flip)
+    fp = fingerprint_of(ctx, dataset, split, R, r, flip, weights)
+    d = unit_dir(ctx, dataset, split, R, r, flip, weights)
     return np.load(d / "feats.npy"), np.load(d / "labels.npy"), fp
+
+
+def ensure(ctx: Context, w: weights_lib.Weights, dataset: str, split: str, R: int, r: int) -> None:
+    """Compute a unit for backbone weights `w` (a fine-tuned backbone) if it is not cached."""
+    sha = w.sha256()
+    d = unit_dir(ctx, dataset, split, R, r, False, sha)
+    spec = unit_spec(ctx, dataset, split, R, r, False, sha)
+    if is_done(d / "unit.json", spec, force=ctx.force):
+        return
+    if d.exists():
+        shutil.rmtree(d)
+    extractor = _extractors.get(sha) or _extractors.setdefault(sha, Extractor(w, ctx.preset.feature_batch))
+    compute(ctx, extractor, ctx.builder(dataset).as_data_source()[split], d, spec, f"{dataset}/{split} R={R} r={r}")
+
+
+_extractors: dict[str, Extractor] = {}
 
 
 def units(ctx: Context) -> list[tuple[str, str, int, int, bool]]:
     """Every (dataset, split, R, r, flip) the preset needs, training resolutions first."""
     out = []
     p = ctx.preset
+    if p.train.finetune:  # fine-tuned backbones: their features are computed when scoring
+        return out
     for R in p.train_resolutions:
         for name in ctx.dataset_names:
             splits = ctx.splits(name)

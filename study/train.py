@@ -167,6 +167,10 @@ def units(ctx: Context) -> list[tuple[str, int, int]]:
 
 
 def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    if ctx.preset.train.finetune:  # trained on images: its inputs are the weights and the data
+        return {"kind": "finetune", "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed,
+                "train": dataclasses.asdict(ctx.preset.train), "weights": ctx.weights_record["converted_sha256"],
+                "dataset_fingerprint": ctx.dataset_fingerprint(dataset)}
     fps = {s: features.fingerprint_of(ctx, dataset, s, R, R) for s in ("train", "validation")}
     if ctx.preset.train.flip:
         fps["train_flip"] = features.fingerprint_of(ctx, dataset, "train", R, R, True)
@@ -197,18 +201,52 @@ def run_stage(ctx: Context) -> None:
         if (d / "unit.json").exists():  # stale and --force: start over
             shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
-        tx, ty, _ = features.load(ctx, dataset, "train", R, R)
-        vx, vy, _ = features.load(ctx, dataset, "validation", R, R)
-        tflip = features.load(ctx, dataset, "train", R, R, True)[0] if ctx.preset.train.flip else None
         t0 = time.perf_counter()
         name = f"{dataset}@{R} seed {seed}"
-        model, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, tflip, ctx.echo, name)
+        extra = {}
+        if ctx.preset.train.finetune:
+            model, history, backbone = _finetune(ctx, dataset, R, seed)
+            extra["backbone_sha256"] = backbone.sha256()
+        else:
+            tx, ty, _ = features.load(ctx, dataset, "train", R, R)
+            vx, vy, _ = features.load(ctx, dataset, "validation", R, R)
+            tflip = features.load(ctx, dataset, "train", R, R, True)[0] if ctx.preset.train.flip else None
+            model, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, tflip, ctx.echo, name)
         save_head(model, d / "head.npz")
         best = min(history, key=lambda h: h["val_loss"])
         write_json_atomic(d / "history.json", {"model": name, "history": history, "best_epoch": best["epoch"]})
         plot_curves(history, d / "curves.png", title=name)
         mark_done(d / "unit.json", spec, epochs=len(history), best_epoch=best["epoch"],
-                  val_accuracy=best["val_accuracy"], seconds=round(time.perf_counter() - t0, 2))
+                  val_accuracy=best["val_accuracy"], seconds=round(time.perf_counter() - t0, 2), **extra)
         (d / "checkpoint.npz").unlink(missing_ok=True)
         ctx.echo(f"trained {name}: {len(history)} epochs, best {best['epoch']} "
                  f"(validation accuracy {best['val_accuracy']:.3f})")
+
+
+def _finetune(ctx: Context, dataset: str, R: int, seed: int):
+    """Fine-tune block 5 and a head on images; saves block 5 beside the head."""
+    from study import finetune, weights
+    from study.model import Classifier, VGG16Backbone
+
+    base = ctx.load_weights()
+    backbone = weights.apply(nnx.eval_shape(lambda: VGG16Backbone(rngs=nnx.Rngs(0))), base)
+    head = new_head(ctx.preset.train, backbone.features_dim, seed)
+    source = ctx.builder(dataset).as_data_source()
+    history = finetune.finetune(Classifier(backbone, head), source["train"], source["validation"], R,
+                                ctx.preset.train, seed, ctx.echo)
+    d = model_dir(ctx, dataset, R, seed)
+    _save_npz(d / "block5.npz", {f"{p}_{i}": np.array(getattr(backbone.convs[i], p)[...])
+                                 for i in finetune.BLOCK5 for p in ("kernel", "bias")})
+    return head, history, finetuned_weights(ctx, dataset, R, seed)
+
+
+def finetuned_weights(ctx: Context, dataset: str, R: int, seed: int):
+    """The prepared ImageNet weights with block 5 replaced by a fine-tuned model's."""
+    from study.finetune import BLOCK5
+
+    base = ctx.load_weights()
+    with np.load(model_dir(ctx, dataset, R, seed) / "block5.npz") as z:
+        kernels = tuple(z[f"kernel_{i}"] if i in BLOCK5 else k for i, k in enumerate(base.kernels))
+        biases = tuple(z[f"bias_{i}"] if i in BLOCK5 else b for i, b in enumerate(base.biases))
+    return dataclasses.replace(base, kernels=kernels, biases=biases,
+                               source=f"{base.source}, block 5 fine-tuned ({dataset}@{R} seed {seed})")

@@ -182,3 +182,23 @@ def test_unknown_dataset_or_resolution_lists_the_valid_ones(smoke, capsys):
     assert "valid datasets: asl_alphabet, synthetic_asl_alphabet, asl_photos" in capsys.readouterr().err
     with pytest.raises(ValueError, match="model resolution 16"):
         dataclasses.replace(SMOKE, train_resolutions=(16,))
+
+
+def test_finetune_mode_through_the_runner(smoke):
+    """Fine-tuning block 5 (full VGG16, 32 px, one dataset, one epoch): trained, saved, scored
+    from features of its own backbone."""
+    ft = dataclasses.replace(SMOKE, train=dataclasses.replace(SMOKE.train, finetune=True, epochs=1)).restricted(["asl_photos"])
+    ctx = context(smoke, ft)
+    ctx.out_dir = smoke / "out-finetune"
+    ctx.out_dir.mkdir()
+    for name in ("datasets.json", "weights.json"):
+        (ctx.out_dir / name).write_text((smoke / "out" / name).read_text())
+    assert features.units(ctx) == []
+    train.run_stage(ctx)
+    d = train.model_dir(ctx, "asl_photos", 32, 0)
+    rec = json.loads((d / "unit.json").read_text())
+    assert rec["spec"]["kind"] == "finetune" and (d / "block5.npz").is_file()
+    assert rec["backbone_sha256"] != ctx.weights_record["converted_sha256"]
+    rows = evaluate.run_stage(ctx)
+    assert {(r["eval_dataset"], r["eval_res"]) for r in rows} == {("asl_photos", 32), ("asl_photos", 16)}
+    assert features.unit_dir(ctx, "asl_photos", "test", 32, 16, weights=rec["backbone_sha256"]).is_dir()
