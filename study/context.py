@@ -12,6 +12,9 @@ from study.config import Preset
 from study.datasets import DATASETS, DatasetError
 from study.units import fingerprint
 
+# Suffix of the leakage ablation's twin of a dataset: the same images, split at random.
+RANDOM = "+random"
+
 
 @dataclasses.dataclass
 class Context:
@@ -53,7 +56,7 @@ class Context:
         """Canonical label indices the dataset has (in its training split, else any split)."""
         from study.datasets.labels import label_index
 
-        splits = self.splits(name)
+        splits = self.splits(name.removesuffix(RANDOM))
         per_class = splits.get("train", next(iter(splits.values())))["per_class"]
         return sorted(label_index(c) for c in per_class)
 

@@ -21,10 +21,10 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from study import features, train
-from study.context import Context
+from study.context import RANDOM, Context
 from study.datasets.labels import CANONICAL
 from study.files import write_text_atomic
-from study.units import is_done, mark_done
+from study.units import fingerprint, is_done, mark_done
 
 # Bump when scoring changes what it produces, so that existing evaluations count as stale.
 EVAL_VERSION = 1
@@ -97,6 +97,10 @@ def eval_name(eval_ds: str, split: str) -> str:
 
 def units(ctx: Context, eval_datasets: list[str] | None = None):
     for train_ds, R, seed in train.units(ctx):
+        if train_ds.endswith(RANDOM):  # the ablation: its own random test split, at R
+            if eval_datasets is None:
+                yield train_ds, R, seed, train_ds, "test", R
+            continue
         for eval_ds in eval_datasets or ctx.dataset_names:
             for split in ctx.preset.eval.splits:
                 if split in ctx.splits(eval_ds):
@@ -119,16 +123,22 @@ def run_stage(ctx: Context, eval_datasets: list[str] | None = None, root: Path |
         model_fp = model_rec["fingerprint"]
         # A fine-tuned model has its own backbone: its features are computed here, once.
         wsha = model_rec.get("backbone_sha256")
-        if wsha:
+        if eval_ds.endswith(RANDOM):
+            test, fps = train.random_split(ctx, eval_ds, R)
+            x, y = test["test"]
+            feats_fp = fingerprint({**fps, "random_split_seed": train.RANDOM_SPLIT_SEED})
+        elif wsha:
             if (train_ds, R, seed) not in finetuned:
                 finetuned[(train_ds, R, seed)] = train.finetuned_weights(ctx, train_ds, R, seed)
             features.ensure(ctx, finetuned[(train_ds, R, seed)], eval_ds, split, R, r)
-        feats_fp = features.fingerprint_of(ctx, eval_ds, split, R, r, weights=wsha)
+        if not eval_ds.endswith(RANDOM):
+            feats_fp = features.fingerprint_of(ctx, eval_ds, split, R, r, weights=wsha)
         spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_fp, "features": feats_fp, "classes": classes,
                 "eval": dataclasses.asdict(ctx.preset.eval)}
         if is_done(path, spec, force=ctx.force):
             continue
-        x, y, _ = features.load(ctx, eval_ds, split, R, r, weights=wsha)
+        if not eval_ds.endswith(RANDOM):
+            x, y, _ = features.load(ctx, eval_ds, split, R, r, weights=wsha)
         key = (train_ds, R, seed)
         if key not in heads:
             heads[key] = train.load_head(ctx, train_ds, R, seed, x.shape[1])

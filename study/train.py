@@ -25,13 +25,14 @@ from flax import nnx
 
 from study import features
 from study.config import TrainConfig
-from study.context import Context
+from study.context import RANDOM, Context
 from study.datasets.labels import CANONICAL
 from study.files import write_bytes_atomic, write_json_atomic
 from study.model import make_head
 from study.units import is_done, mark_done, read_marker
 
 SAVED = nnx.Any(nnx.Param, nnx.BatchStat)
+RANDOM_SPLIT_SEED = 0
 # Bump when training changes what it produces, so that existing heads count as stale.
 # 2: the kept parameters are a copy of the best epoch's (1 kept the last epoch's by aliasing).
 TRAIN_VERSION = 2
@@ -162,8 +163,31 @@ def model_dir(ctx: Context, dataset: str, R: int, seed: int) -> Path:
 
 
 def units(ctx: Context) -> list[tuple[str, int, int]]:
-    return [(name, R, seed) for R in ctx.preset.train_resolutions for name in ctx.dataset_names
-            if {"train", "validation"} <= set(ctx.splits(name)) for seed in ctx.preset.seeds]
+    """(dataset, R, seed) of every model; `<dataset>+random` for the leakage ablation."""
+    p = ctx.preset
+    out = []
+    for R in p.train_resolutions:
+        names = [n for n in ctx.dataset_names if {"train", "validation"} <= set(ctx.splits(n))]
+        if not p.train.finetune:
+            names += [n + RANDOM for n in p.ablation if n in names]
+        out += [(name, R, seed) for name in names for seed in p.seeds]
+    return out
+
+
+def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """The ablation's split: the dataset's train, validation and test images pooled and dealt
+    at random (seed RANDOM_SPLIT_SEED) into splits of the same sizes, frame numbers ignored."""
+    base = name.removesuffix(RANDOM)
+    parts = {s: features.load(ctx, base, s, R, R) for s in ("train", "validation", "test")}
+    x = np.concatenate([parts[s][0] for s in parts])
+    y = np.concatenate([parts[s][1] for s in parts])
+    perm = np.random.default_rng(RANDOM_SPLIT_SEED).permutation(len(y))
+    out, start = {}, 0
+    for s in parts:
+        idx = perm[start : start + len(parts[s][1])]
+        out[s] = (x[idx], y[idx])
+        start += len(idx)
+    return out, {s: parts[s][2] for s in parts}
 
 
 def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
@@ -171,6 +195,10 @@ def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
         return {"kind": "finetune", "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed,
                 "train": dataclasses.asdict(ctx.preset.train), "weights": ctx.weights_record["converted_sha256"],
                 "dataset_fingerprint": ctx.dataset_fingerprint(dataset)}
+    if dataset.endswith(RANDOM):
+        fps = {s: features.fingerprint_of(ctx, dataset.removesuffix(RANDOM), s, R, R) for s in ("train", "validation", "test")}
+        return {"kind": "train", "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed,
+                "train": dataclasses.asdict(ctx.preset.train), "features": fps, "random_split_seed": RANDOM_SPLIT_SEED}
     fps = {s: features.fingerprint_of(ctx, dataset, s, R, R) for s in ("train", "validation")}
     if ctx.preset.train.flip:
         fps["train_flip"] = features.fingerprint_of(ctx, dataset, "train", R, R, True)
@@ -207,6 +235,10 @@ def run_stage(ctx: Context) -> None:
         if ctx.preset.train.finetune:
             model, history, backbone = _finetune(ctx, dataset, R, seed)
             extra["backbone_sha256"] = backbone.sha256()
+        elif dataset.endswith(RANDOM):
+            parts, _ = random_split(ctx, dataset, R)
+            (tx, ty), (vx, vy) = parts["train"], parts["validation"]
+            model, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, None, ctx.echo, name)
         else:
             tx, ty, _ = features.load(ctx, dataset, "train", R, R)
             vx, vy, _ = features.load(ctx, dataset, "validation", R, R)

@@ -54,11 +54,13 @@ def test_all_writes_models_evaluations_and_the_table(smoke):
     rows = read_table(smoke)
     assert list(rows[0]) == evaluate.TABLE_COLUMNS
     names = {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
-    assert {r["train_dataset"] for r in rows} == names
-    assert {r["eval_dataset"] for r in rows} == names | {"asl_alphabet:kaggle_test"}
+    assert {r["train_dataset"] for r in rows} == names | {"asl_alphabet+random"}
+    assert {r["eval_dataset"] for r in rows} == names | {"asl_alphabet:kaggle_test", "asl_alphabet+random"}
     assert {r["eval_res"] for r in rows} == {"32", "16"}
-    # 3 models x (3 test splits + kaggle_test) x 2 degradations
-    assert len(rows) == 3 * 4 * 2
+    # 3 models x (3 test splits + kaggle_test) x 2 degradations, and the ablation's one row
+    assert len(rows) == 3 * 4 * 2 + 1
+    ablation = [r for r in rows if r["train_dataset"] == "asl_alphabet+random"]
+    assert [(r["eval_dataset"], r["eval_res"]) for r in ablation] == [("asl_alphabet+random", "32")]
     for name in names:
         d = out / "models" / f"{name}@32" / "seed0"
         assert {"head.npz", "history.json", "curves.png", "unit.json"} <= {p.name for p in d.iterdir()}
@@ -202,3 +204,14 @@ def test_finetune_mode_through_the_runner(smoke):
     rows = evaluate.run_stage(ctx)
     assert {(r["eval_dataset"], r["eval_res"]) for r in rows} == {("asl_photos", 32), ("asl_photos", 16)}
     assert features.unit_dir(ctx, "asl_photos", "test", 32, 16, weights=rec["backbone_sha256"]).is_dir()
+
+
+def test_ablation_deals_the_same_images_at_random_into_splits_of_the_same_sizes(smoke):
+    ctx = context(smoke)
+    parts, _ = train.random_split(ctx, "asl_alphabet+random", 32)
+    block = {s: features.load(ctx, "asl_alphabet", s, 32, 32) for s in ("train", "validation", "test")}
+    assert {s: len(parts[s][1]) for s in parts} == {s: len(block[s][1]) for s in block}
+    pooled = np.concatenate([block[s][0] for s in block])
+    dealt = np.concatenate([parts[s][0] for s in parts])
+    assert sorted(map(bytes, pooled)) == sorted(map(bytes, dealt))  # a permutation of the same rows
+    assert not np.array_equal(parts["test"][0], block["test"][0])
