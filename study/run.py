@@ -78,11 +78,18 @@ def stage_score(ctx, args) -> None:
     score_folder(ctx, Path(args.folder), args.name)
 
 
+def stage_report(ctx, args) -> None:
+    from study.report import run_report
+
+    run_report(ctx.out_dir, Path(args.paper_dir), ctx.echo)
+
+
 STAGES = {
     "prepare": stage_prepare,
     "features": stage_features,
     "train": stage_train,
     "evaluate": stage_evaluate,
+    "report": stage_report,
 }
 
 
@@ -101,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
         "features": "compute the frozen VGG16 features the preset needs (cached)",
         "train": "train the heads on the cached features",
         "evaluate": "score every model on every test split and degradation; write table.csv",
+        "report": "tables, figures and the paper from the result files",
         "all": "every stage in order",
         "score": "score every trained model on a class-per-folder photo set (--folder)",
     }
@@ -125,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--dataset", action="append", help="only this dataset of the preset (repeatable)")
         s.add_argument("--resolution", action="append", type=int,
                        help="only this model resolution of the preset (repeatable)")
+        s.add_argument("--paper-dir", default="paper", help="where the paper, figures and tables go (default: paper)")
         s.add_argument("--force", action="store_true",
                        help="recompute what no longer matches its inputs instead of refusing")
     return p
@@ -138,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     from study.units import StaleResultError
     from study.weights import WeightsError
 
+    from study.report import MissingResults
+
     try:
         ctx = _context(args)
         args.func(ctx, args)
-    except (DatasetError, WeightsError, StaleResultError, ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (DatasetError, WeightsError, StaleResultError, MissingResults, ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

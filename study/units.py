@@ -39,7 +39,7 @@ def is_done(marker: Path, spec: dict[str, Any], *, force: bool) -> bool:
     old = record.get("spec", {})
     changed = sorted(k for k in set(old) | set(spec) if json.dumps(old.get(k), sort_keys=True, default=str) != json.dumps(spec.get(k), sort_keys=True, default=str))
     raise StaleResultError(
-        f"{marker.parent.name}/{marker.name}: existing results were made with another "
+        f"{'/'.join(marker.parts[-4:])}: existing results were made with another "
         f"configuration or other inputs (changed: {', '.join(changed) or 'unknown'}). Run "
         "with --force to recompute them, or use another --out folder."
     )

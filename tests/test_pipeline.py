@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import re
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from study.units import StaleResultError
 def args(tmp: Path, stage: str = "all", *extra: str) -> list[str]:
     return [stage, "--preset", "smoke", "--data-dir", str(tmp / "data"), "--out", str(tmp / "out"),
             "--tfds-dir", str(tmp / "tfds"), "--cache-dir", str(tmp / "cache"),
-            "--weights-dir", str(tmp / "weights"), *extra]
+            "--weights-dir", str(tmp / "weights"), "--paper-dir", str(tmp / "paper"), *extra]
 
 
 def context(tmp: Path, preset=SMOKE, force=False) -> Context:
@@ -215,3 +216,48 @@ def test_ablation_deals_the_same_images_at_random_into_splits_of_the_same_sizes(
     dealt = np.concatenate([parts[s][0] for s in parts])
     assert sorted(map(bytes, pooled)) == sorted(map(bytes, dealt))  # a permutation of the same rows
     assert not np.array_equal(parts["test"][0], block["test"][0])
+
+
+def test_report_writes_every_table_and_figure_from_the_results(smoke):
+    paper = smoke / "paper"
+    for name in ("training_curves", "accuracy_vs_resolution", "cross_domain_heatmap", "per_letter_f1", "cross_domain_confusions"):
+        for ext in ("png", "pdf"):
+            assert (paper / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
+    assert (paper / "tables" / "comparison.tex").read_text().count(r"\\") >= 4
+    md = (smoke / "out" / "table.md").read_text()
+    assert "asl_alphabet@32" in md and "Leakage ablation" in md
+    text = (paper / "paper.md").read_text()
+    assert "{" not in text  # every placeholder filled
+    # Every decimal number in the paper is one that a result file holds.
+    results = "".join(p.read_text() for p in (smoke / "out").glob("*.*") if p.suffix in (".json", ".csv"))
+    numbers = set(re.findall(r"(?<![\w.])\d+\.\d+", text))
+    assert numbers
+    missing = [n for n in numbers if n not in results and f"{float(n):.4f}" not in results and not _rounded_in(n, results)]
+    assert missing == []
+
+
+def _rounded_in(number: str, results: str) -> bool:
+    """`number` (3 decimals) is a rounding of a value with more decimals in the results."""
+    decimals = len(number.split(".")[1])
+    return any(f"{float(v):.{decimals}f}" == number for v in re.findall(r"\d+\.\d+", results))
+
+
+def test_report_on_partial_results_names_what_is_missing_and_writes_nothing(smoke, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(smoke / "out", out)
+    shutil.rmtree(out / "models" / "asl_photos@32")
+    rows = (out / "table.csv").read_text().splitlines()
+    (out / "table.csv").write_text("\n".join(r for r in rows if not r.startswith("asl_photos,")) + "\n")
+    (out / "table.md").unlink()
+    assert run.main(["report", "--preset", "smoke", "--out", str(out), "--paper-dir", str(tmp_path / "paper")]) == 2
+    err = capsys.readouterr().err
+    assert "model asl_photos@32 seed 0" in err and "table row asl_photos@32 on asl_alphabet at r=32" in err
+    assert not (tmp_path / "paper").exists() and not (out / "table.md").exists()
+
+
+def test_report_imports_no_jax():
+    code = "import sys, study.report; assert 'jax' not in sys.modules, 'report imported jax'; " \
+           "from study.datasets.labels import CANONICAL; assert study.report.CANONICAL == CANONICAL"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
