@@ -271,7 +271,7 @@ def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
     Rs = sorted({r["train_res"] for r in main})
     trains = list(dict.fromkeys(r["train_dataset"] for r in main))
     evals = list(dict.fromkeys(r["eval_dataset"] for r in main))
-    fig, axes = plt.subplots(1, len(Rs), figsize=(1.6 + 1.5 * len(evals) * len(Rs), 0.9 + 0.7 * len(trains)), squeeze=False)
+    fig, axes = plt.subplots(1, len(Rs), figsize=(2.4 + 1.8 * len(evals) * len(Rs), 1.4 + 0.7 * len(trains)), squeeze=False)
     for ax, R in zip(axes[0], Rs):
         m = np.full((len(trains), len(evals)), np.nan)
         for r in main:
@@ -284,7 +284,7 @@ def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
                     ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color="white" if m[i, j] < 0.6 else "black", fontsize=8)
         ax.set_xticks(range(len(evals)), evals, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(trains)), trains, fontsize=8)
-        ax.set(title=f"R = r = {R} px", xlabel="test set", ylabel="trained on")
+        ax.set(title=f"R = r = {R} px", xlabel="test set", ylabel="trained on" if R == Rs[0] else "")
     fig.colorbar(im, ax=axes[0].tolist(), label="accuracy", shrink=0.8)
     return _save(fig, paper_dir, "cross_domain_heatmap")
 
@@ -439,9 +439,25 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     """Write the tables, figures and paper of the results in `out_dir`; nothing if incomplete."""
     from study.files import write_json_atomic, write_text_atomic
 
+    import hashlib
+
+    from study.units import is_done, mark_done
+
     out_dir, paper_dir = Path(out_dir), Path(paper_dir)
     info, models, rows = check_complete(out_dir)
     template = (Path(__file__).parent / "paper_template.md").read_text()
+    # The report's inputs, by content: unchanged inputs and present outputs mean nothing to do.
+    h = hashlib.sha256(template.encode())
+    inputs = [out_dir / n for n in ("table.csv", "datasets.json", "weights.json")]
+    inputs += sorted((out_dir / "models").glob("*/seed*/history.json")) + sorted((out_dir / "eval").rglob("*.json"))
+    for p in inputs:
+        h.update(p.read_bytes())
+    spec = {"kind": "report", "version": REPORT_VERSION, "inputs": h.hexdigest()}
+    outputs = [out_dir / "table.md", out_dir / "paper_numbers.json", paper_dir / "paper.md", paper_dir / "tables" / "comparison.tex"]
+    outputs += [paper_dir / "figures" / f"{f.__name__}.{e}" for f in FIGURES for e in ("png", "pdf")]
+    if is_done(out_dir / "report.json", spec, force=True) and all(p.is_file() for p in outputs):
+        echo(f"report: up to date ({paper_dir / 'paper.md'})")
+        return []
     written = []
     write_text_atomic(out_dir / "table.md", table_markdown(rows, info["preset"].eval.confidence))
     (paper_dir / "tables").mkdir(parents=True, exist_ok=True)
@@ -456,5 +472,10 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     write_json_atomic(out_dir / "paper_numbers.json", nums)
     write_text_atomic(paper_dir / "paper.md", _paper(info, rows, nums, template))
     written += [out_dir / "paper_numbers.json", paper_dir / "paper.md"]
+    mark_done(out_dir / "report.json", spec, files=len(written))
     echo(f"report: {len(written)} files ({out_dir / 'table.md'}, {paper_dir / 'paper.md'}, figures in {paper_dir / 'figures'})")
     return written
+
+
+FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions)
+REPORT_VERSION = 1

@@ -20,3 +20,27 @@ def test_readme_split_table_matches_results_cpu_datasets_json():
         assert num(left) == d["left_out_by_guard_band"]["images"]
         assert float(pct) == round(100 * d["left_out_by_guard_band"]["fraction_of_usable"], 1)
         assert int(dist) == d["min_frame_distance"]["test_to_train_or_validation"]
+
+
+def test_committed_table_md_is_what_report_makes_from_the_committed_csv():
+    from study.config import get_preset
+    from study.report import read_table, table_markdown
+
+    out = REPO / "results" / "cpu"
+    preset = get_preset(json.loads((out / "datasets.json").read_text())["preset"])
+    assert (out / "table.md").read_text() == table_markdown(read_table(out / "table.csv"), preset.eval.confidence)
+
+
+def test_readme_headline_table_is_the_committed_table_md():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- table:cpu -->\n", 1)[1].split("<!-- /table:cpu -->", 1)[0]
+    assert block == (REPO / "results" / "cpu" / "table.md").read_text()
+
+
+def test_committed_results_are_complete_and_hold_no_machine_paths():
+    from study.report import check_complete
+
+    check_complete(REPO / "results" / "cpu")  # raises, naming what is missing
+    for p in list((REPO / "results" / "cpu").rglob("*.json")) + [REPO / "paper" / "paper.md"]:
+        text = p.read_text()
+        assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text, p
