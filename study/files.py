@@ -50,14 +50,15 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def git_commit() -> dict[str, Any]:
-    """The code's git commit and whether the working tree had changes; None outside a checkout."""
+    """The code's git commit and whether the code (the package, pyproject.toml) had uncommitted
+    changes; None outside a checkout. Results files changing do not make the code dirty."""
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", "../pyproject.toml"],
             cwd=here, capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
