@@ -29,12 +29,15 @@ class Context:
     # Datasets beyond the registry, e.g. a folder given to `score` (name -> DatasetSpec).
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    @cached_property
-    def prepared(self) -> dict[str, Any]:
-        path = self.out_dir / "datasets.json"
+    def _written_by_prepare(self, name: str) -> dict[str, Any]:
+        path = self.out_dir / name
         if not path.is_file():
             raise DatasetError(f"{path} not found: run `python -m study.run prepare --preset {self.preset.name}` first")
         return json.loads(path.read_text())
+
+    @cached_property
+    def prepared(self) -> dict[str, Any]:
+        return self._written_by_prepare("datasets.json")
 
     @property
     def dataset_names(self) -> list[str]:
@@ -62,10 +65,7 @@ class Context:
 
     @cached_property
     def weights_record(self) -> dict[str, Any]:
-        path = self.out_dir / "weights.json"
-        if not path.is_file():
-            raise DatasetError(f"{path} not found: run `python -m study.run prepare --preset {self.preset.name}` first")
-        return json.loads(path.read_text())
+        return self._written_by_prepare("weights.json")
 
     def load_weights(self):
         from study.weights import load_converted
