@@ -133,7 +133,7 @@ def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, d
     np.save(out / "labels.npy", labels)
     tmp.rename(out / "feats.npy")
     rate = n / seconds if seconds > 0 else float("nan")
-    mark_done(out / "unit.json", spec, images=n, seconds=round(seconds, 2), images_per_second=round(rate, 2),
+    mark_done(out / "unit.json", spec, [out / "feats.npy", out / "labels.npy"], images=n, seconds=round(seconds, 2), images_per_second=round(rate, 2),
               devices=jax.device_count(), backend=jax.default_backend())
     return read_marker(out / "unit.json")
 

@@ -2,7 +2,10 @@
 
 Both give the same relative POSIX paths (relative to the layout's root, found by a marker
 path such as `asl_alphabet_train/asl_alphabet_train/`), so the builders never care which
-form the user has. Zip members are read in place: nothing is extracted to disk.
+form the user has. Zip members are read in place: nothing is extracted to disk. In a folder,
+a symbolic link that leads outside the folder is listed (so that it is accounted for) but
+never followed: `refused` names such files (and broken links) with the reason, and reading
+one is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class Archive:
         self.kind = "zip" if self.path.is_file() else "directory"
         self._zip: zipfile.ZipFile | None = None
         self._lock = threading.Lock()
+        # Links to somewhere outside the folder given, and broken links: listed, never read.
+        self.refused: dict[str, str] = {}
         self._sizes = self._list()
 
     def _list(self) -> dict[str, int]:
@@ -38,23 +43,38 @@ class Archive:
                     sizes[info.filename[len(self.prefix):]] = info.file_size
         else:
             base = self.path / self.prefix if self.prefix else self.path
-            for dirpath, dirnames, filenames in os.walk(base):
+            root = self.path.resolve()
+            for dirpath, dirnames, filenames in os.walk(base):  # does not descend into linked folders
                 dirnames.sort()
                 rel = Path(dirpath).relative_to(base).as_posix()
+                for d in dirnames:
+                    if os.path.islink(os.path.join(dirpath, d)):
+                        name = (d if rel == "." else f"{rel}/{d}") + "/"
+                        self.refused[name], sizes[name] = "link to a folder (not followed)", 0
                 for f in filenames:
                     name = f if rel == "." else f"{rel}/{f}"
-                    sizes[name] = os.stat(os.path.join(dirpath, f)).st_size
+                    path = os.path.join(dirpath, f)
+                    if os.path.islink(path):
+                        target = Path(path).resolve()
+                        if not target.is_relative_to(root):
+                            self.refused[name] = "link to a file outside the folder (not read)"
+                        elif not target.is_file():
+                            self.refused[name] = "broken link"
+                    sizes[name] = os.lstat(path).st_size if name in self.refused else os.stat(path).st_size
         return dict(sorted(sizes.items()))
 
     @property
     def files(self) -> list[str]:
-        return list(self._sizes)
+        """Every file that may be read (the refused ones are counted, not listed here)."""
+        return [n for n in self._sizes if n not in self.refused]
 
     def size(self, name: str) -> int:
         return self._sizes[name]
 
     def read(self, name: str) -> bytes:
         """The bytes of one file; safe to call from several threads."""
+        if name in self.refused:
+            raise PermissionError(f"{name}: {self.refused[name]}")
         if self._zip is not None:
             with self._lock:  # one ZipFile handle; reads are short, decoding happens outside
                 return self._zip.read(self.prefix + name)

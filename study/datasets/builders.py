@@ -34,7 +34,8 @@ from study.config import SplitConfig
 from study.datasets import images, labels, splits
 from study.datasets.archive import Archive, DatasetError, find_archive
 
-DATA_VERSION = "1.0.0"
+# 1.1.0: EXIF orientation applied; images over PIL's decompression-bomb limit skipped.
+DATA_VERSION = "1.1.0"
 # Reads and decodes run in threads (PIL releases the GIL while decoding); the batch bounds
 # how many decoded images wait for the writer.
 _BATCH = 256
@@ -133,11 +134,25 @@ class Scan:
         self._folders.clear()
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+    """DatasetInfo of a dataset that exists only on this machine: never looked up on GCS.
+
+    TFDS's lookup makes a temporary folder before it finds GCS disabled and never removes
+    it, so every builder of an unprepared dataset left an empty `tmp*tfds` folder behind.
+    """
+
+    def initialize_from_bucket(self) -> None:
+        return None
+
+
 class _AslBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Shared machinery; subclasses say where the files are and how splits are cut."""
 
     VERSION = tfds.core.Version(DATA_VERSION)
-    RELEASE_NOTES = {DATA_VERSION: "Frame-block splits with a guard band; images stored as PNG."}
+    RELEASE_NOTES = {
+        "1.0.0": "Frame-block splits with a guard band; images stored as PNG.",
+        "1.1.0": "EXIF orientation applied before cropping; oversized images skipped; links out of the folder refused.",
+    }
     BUILDER_CONFIGS = [make_config(128)]
     HOMEPAGE = ""
     DESCRIPTION = ""
@@ -151,7 +166,7 @@ class _AslBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _info(self) -> tfds.core.DatasetInfo:
         s = self.config.image_size
-        return tfds.core.DatasetInfo(
+        return _LocalDatasetInfo(
             builder=self,
             description=self.DESCRIPTION,
             features=tfds.features.FeaturesDict(
@@ -197,6 +212,8 @@ class _AslBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             raise DatasetError(f"{self.name}: {e}") from None
         archive = self.open_archive(manual_dir)
         scan = self._scan(archive)
+        for name, reason in archive.refused.items():
+            scan.skip(name, reason)
         scan.finish()
         self._left_out: list[dict] = []
         cut = self._cut(scan)

@@ -1,9 +1,11 @@
 """Decoding archive bytes into the stored image: square, resized once, PNG-encoded.
 
-Every image is decoded exactly once, when a dataset is prepared: centre-cropped to a square
-(Lexset renders are 513x512), resized with PIL's antialiased bicubic filter to the preset's
-storage size and stored losslessly as PNG. Bytes that are not a whole image raise BadImage
-with the reason, which the builders record and skip.
+Every image is decoded exactly once, when a dataset is prepared: turned upright by its EXIF
+orientation tag (a phone stores a portrait photo as the sensor saw it, lying on its side),
+centre-cropped to a square (Lexset renders are 513x512), resized with PIL's antialiased
+bicubic filter to the preset's storage size and stored losslessly as PNG. Bytes that are not
+a whole image, and images over PIL's decompression-bomb limit (about 179 million pixels),
+raise BadImage with the reason, which the builders record and skip.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 
@@ -25,13 +27,16 @@ def is_image_name(name: str) -> bool:
 
 
 def decode(data: bytes) -> Image.Image:
-    """Fully decoded RGB image from encoded bytes; BadImage if empty, unreadable or truncated."""
+    """Fully decoded, upright RGB image from encoded bytes; BadImage if empty, unreadable,
+    truncated or too large to decode safely."""
     if not data:
         raise BadImage("empty file (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()  # decodes everything: a truncated file fails here, not later
-            return im.convert("RGB")
+            return ImageOps.exif_transpose(im).convert("RGB")
+    except Image.DecompressionBombError as e:  # raised before any pixel is decoded
+        raise BadImage(f"image too large to decode safely ({e})") from None
     except UnidentifiedImageError:
         raise BadImage("not a readable image (unknown format)") from None
     except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for corrupt or truncated data
