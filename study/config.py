@@ -124,6 +124,10 @@ class Preset:
             train_resolutions=tuple(r for r in self.train_resolutions if not resolutions or r in resolutions),
         )
 
+    def eval_resolutions_for(self, R: int) -> list[int]:
+        """The degradations r that a model at resolution R is scored at (r <= R), R first."""
+        return [R] + sorted((r for r in self.eval_resolutions if r < R), reverse=True)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -174,6 +178,12 @@ SMOKE = dataclasses.replace(
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (SMOKE, CPU, PAPER)}
+
+# The study of record: the preset whose results are committed in results/<RECORD>/ and whose
+# report alone writes the repository's paper/ (every other preset, or the record run into
+# another --out, writes its paper under its results folder). `python -m study.run all` with
+# no flags runs it. Becomes "paper" once that preset has run on the full data.
+RECORD = "cpu"
 
 
 def get_preset(name: str) -> Preset:

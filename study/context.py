@@ -68,6 +68,11 @@ class Context:
         return self._written_by_prepare("weights.json")
 
     def load_weights(self):
-        from study.weights import load_converted
+        """The prepared backbone weights; converted again from their source if the converted
+        file is not there (a fresh clone scoring with the committed models)."""
+        from study.weights import load_converted, restore_converted
 
-        return load_converted(self.weights_dir / self.weights_record["converted_file"])
+        path = self.weights_dir / self.weights_record["converted_file"]
+        if not path.is_file():
+            restore_converted(self.weights_record, path, self.echo)
+        return load_converted(path)

@@ -5,7 +5,9 @@ the model's logits are restricted to the shared labels before the arg-max (26 le
 nothing between the Kaggle sets and Lexset). In-domain, the labels are the dataset's own.
 Macro-F1 averages over the labels present in the scored images. Intervals are percentile
 bootstraps over test images; for the mean over seeds the same resamples are applied to every
-seed (a paired bootstrap), so the interval is of the seed-averaged score.
+seed (a paired bootstrap), so the interval is of the seed-averaged score. Models and
+features are read through study.store; a fine-tuned model's features (of its own backbone)
+are computed by the features stage before this one runs.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
-from study import features, train
+from study import store
 from study.context import RANDOM, Context
 from study.datasets.labels import CANONICAL
 from study.files import write_text_atomic
+from study.model import head_from_arrays, predict_logits
+from study.store import eval_name, eval_path
 from study.units import fingerprint, is_done, mark_done
 
 # Bump when scoring changes what it produces, so that existing evaluations count as stale.
@@ -86,17 +90,8 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
     }
 
 
-def eval_path(root: Path, train_ds: str, R: int, seed: int, eval_ds: str, split: str, r: int) -> Path:
-    return root / f"{train_ds}@{R}" / f"seed{seed}" / f"{eval_ds}.{split}.r{r}.json"
-
-
-def eval_name(eval_ds: str, split: str) -> str:
-    """The table's eval_dataset: the dataset for its test split, dataset:split otherwise."""
-    return eval_ds if split == "test" else f"{eval_ds}:{split}"
-
-
 def units(ctx: Context, eval_datasets: list[str] | None = None):
-    for train_ds, R, seed in train.units(ctx):
+    for train_ds, R, seed in store.models(ctx):
         if train_ds.endswith(RANDOM):  # the ablation: its own random test split, at R
             if eval_datasets is None:
                 yield train_ds, R, seed, train_ds, "test", R
@@ -104,7 +99,7 @@ def units(ctx: Context, eval_datasets: list[str] | None = None):
         for eval_ds in eval_datasets or ctx.dataset_names:
             for split in ctx.preset.eval.splits:
                 if split in ctx.splits(eval_ds):
-                    for r in features.eval_resolutions(ctx.preset, R):
+                    for r in ctx.preset.eval_resolutions_for(R):
                         yield train_ds, R, seed, eval_ds, split, r
 
 
@@ -113,43 +108,38 @@ def run_stage(ctx: Context, eval_datasets: list[str] | None = None, root: Path |
     (default: results/<preset>/eval) and the table beside it."""
     root = root or ctx.out_dir / "eval"
     heads: dict = {}
-    finetuned: dict = {}
     t0 = time.perf_counter()
     done = 0
     for train_ds, R, seed, eval_ds, split, r in units(ctx, eval_datasets):
         path = eval_path(root, train_ds, R, seed, eval_ds, split, r)
         classes = sorted(set(ctx.classes(train_ds)) & set(ctx.classes(eval_ds)))
-        model_rec = json.loads((train.model_dir(ctx, train_ds, R, seed) / "unit.json").read_text())
-        model_fp = model_rec["fingerprint"]
-        # A fine-tuned model has its own backbone: its features are computed here, once.
+        model_rec = store.model_record(ctx, train_ds, R, seed)
+        # A fine-tuned model has its own backbone: it is scored from features of that backbone.
         wsha = model_rec.get("backbone_sha256")
         if eval_ds.endswith(RANDOM):
-            test, fps = train.random_split(ctx, eval_ds, R)
+            test, fps = store.random_split(ctx, eval_ds, R)
             x, y = test["test"]
-            feats_fp = fingerprint({**fps, "random_split_seed": train.RANDOM_SPLIT_SEED})
-        elif wsha:
-            if (train_ds, R, seed) not in finetuned:
-                finetuned[(train_ds, R, seed)] = train.finetuned_weights(ctx, train_ds, R, seed)
-            features.ensure(ctx, finetuned[(train_ds, R, seed)], eval_ds, split, R, r)
-        if not eval_ds.endswith(RANDOM):
-            feats_fp = features.fingerprint_of(ctx, eval_ds, split, R, r, weights=wsha)
-        spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_fp, "features": feats_fp, "classes": classes,
-                "eval": dataclasses.asdict(ctx.preset.eval)}
+            feats_fp = fingerprint({**fps, "random_split_seed": store.RANDOM_SPLIT_SEED})
+        else:
+            feats_fp = store.features_fingerprint(ctx, eval_ds, split, R, r, weights=wsha)
+        spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_rec["fingerprint"], "features": feats_fp,
+                "classes": classes, "eval": dataclasses.asdict(ctx.preset.eval)}
         if is_done(path, spec, force=ctx.force):
             continue
         if not eval_ds.endswith(RANDOM):
-            x, y, _ = features.load(ctx, eval_ds, split, R, r, weights=wsha)
+            x, y, _ = store.load_features(ctx, eval_ds, split, R, r, weights=wsha)
         key = (train_ds, R, seed)
         if key not in heads:
-            heads[key] = train.load_head(ctx, train_ds, R, seed, x.shape[1])
-        logits = train.predict_logits(heads[key], x)
+            heads[key] = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, *key), x.shape[1], len(CANONICAL), seed)
+        logits = predict_logits(heads[key], x, len(CANONICAL))
         y_true, y_pred = restricted_predictions(logits, y, classes)
         s = score(y_true, y_pred, ctx.preset.eval.bootstrap, ctx.preset.eval.confidence, seed=0)
         info = {"train_dataset": train_ds, "train_res": R, "seed": seed, "eval_dataset": eval_ds,
                 "split": split, "eval_res": r, "labels": [CANONICAL[i] for i in classes],
                 "in_domain": train_ds == eval_ds}
-        write_text_atomic(path.with_suffix(".txt"), f"{train_ds}@{R} seed {seed} on {eval_ds}/{split} at r={r}\n\n{s['report_text']}")
-        mark_done(path, spec, **info, **s)
+        report = path.with_suffix(".txt")
+        write_text_atomic(report, f"{train_ds}@{R} seed {seed} on {eval_ds}/{split} at r={r}\n\n{s['report_text']}")
+        mark_done(path, spec, [report], **info, **s)
         done += 1
     if done:
         ctx.echo(f"evaluations: {done} written in {time.perf_counter() - t0:.1f} s")

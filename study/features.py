@@ -8,6 +8,8 @@ for r < R, area-downsampled to r x r and resized back to R (bilinear): the resol
 degradation. Batches have one fixed shape (the last is padded), so each R compiles once, and
 are sharded over all local devices along the batch axis (jax.sharding), parameters
 replicated. Features stream to a memory-mapped file, so memory stays flat as datasets grow.
+Where units live and what identifies them is study.store's; a unit is computed under a lock
+of its own, so that two runs sharing a cache never write the same unit at once.
 """
 
 from __future__ import annotations
@@ -22,28 +24,15 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from PIL import Image
 from tqdm import tqdm
 
+from study import store
 from study import weights as weights_lib
 from study.context import Context
+from study.datasets.images import model_input
+from study.files import held, write_json_atomic
 from study.model import VGG16Backbone
 from study.units import is_done, mark_done, read_marker
-
-# Bump when the feature computation changes, so cached features are recomputed.
-FEATURES_VERSION = 1
-
-
-def model_input(image_u8: np.ndarray, R: int, r: int, flip: bool = False) -> np.ndarray:
-    """A stored image as the model sees it at resolution R after degradation to r: RxRx3 in [0, 1]."""
-    im = Image.fromarray(image_u8)
-    if im.size != (R, R):
-        im = im.resize((R, R), Image.Resampling.BOX if im.size[0] > R else Image.Resampling.BILINEAR)
-    if r < R:
-        im = im.resize((r, r), Image.Resampling.BOX).resize((R, R), Image.Resampling.BILINEAR)
-    if flip:
-        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(im, dtype=np.float32) / 255.0
 
 
 class Extractor:
@@ -78,27 +67,6 @@ class Extractor:
     def __call__(self, x_BxRxRx3: np.ndarray) -> np.ndarray:
         out, n = self.submit(x_BxRxRx3)
         return np.asarray(out)[:n]
-
-
-def unit_dir(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> Path:
-    """Cache folder of a unit; `weights` is the backbone's sha256 (default: the prepared one)."""
-    sha = (weights or ctx.weights_record["converted_sha256"])[:16]
-    return ctx.cache_dir / "features" / sha / ctx.dataset_fingerprint(dataset) / split / f"R{R}_r{r}{'_flip' if flip else ''}"
-
-
-def unit_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool, weights: str | None = None) -> dict:
-    return {
-        "kind": "features",
-        "version": FEATURES_VERSION,
-        "weights": weights or ctx.weights_record["converted_sha256"],
-        "dataset": dataset,
-        "dataset_fingerprint": ctx.dataset_fingerprint(dataset),
-        "split": split,
-        "images": ctx.splits(dataset)[split]["images"],
-        "R": R,
-        "r": r,
-        "flip": flip,
-    }
 
 
 def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, desc: str) -> dict:
@@ -138,35 +106,15 @@ def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, d
     return read_marker(out / "unit.json")
 
 
-def fingerprint_of(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> str:
-    """The fingerprint of a computed unit; an error if it is missing or stale."""
-    d = unit_dir(ctx, dataset, split, R, r, flip, weights)
-    if not is_done(d / "unit.json", unit_spec(ctx, dataset, split, R, r, flip, weights), force=False):
-        raise FileNotFoundError(f"features of {dataset}/{split} at R={R}, r={r} not computed: run the features stage")
-    return read_marker(d / "unit.json")["fingerprint"]
-
-
-def load(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Cached features and labels of a unit, and its fingerprint; an error if not computed."""
-    fp = fingerprint_of(ctx, dataset, split, R, r, flip, weights)
-    d = unit_dir(ctx, dataset, split, R, r, flip, weights)
-    return np.load(d / "feats.npy"), np.load(d / "labels.npy"), fp
-
-
-def ensure(ctx: Context, w: weights_lib.Weights, dataset: str, split: str, R: int, r: int) -> None:
-    """Compute a unit for backbone weights `w` (a fine-tuned backbone) if it is not cached."""
-    sha = w.sha256()
-    d = unit_dir(ctx, dataset, split, R, r, False, sha)
-    spec = unit_spec(ctx, dataset, split, R, r, False, sha)
-    if is_done(d / "unit.json", spec, force=ctx.force):
-        return
-    if d.exists():
-        shutil.rmtree(d)
-    extractor = _extractors.get(sha) or _extractors.setdefault(sha, Extractor(w, ctx.preset.feature_batch))
-    compute(ctx, extractor, ctx.builder(dataset).as_data_source()[split], d, spec, f"{dataset}/{split} R={R} r={r}")
-
-
 _extractors: dict[str, Extractor] = {}
+
+
+def _extractor(ctx: Context, w: weights_lib.Weights | None) -> Extractor:
+    """One extractor per backbone in this process (the prepared weights when `w` is None)."""
+    sha = w.sha256() if w is not None else ctx.weights_record["converted_sha256"]
+    if sha not in _extractors:
+        _extractors[sha] = Extractor(w if w is not None else ctx.load_weights(), ctx.preset.feature_batch)
+    return _extractors[sha]
 
 
 def units(ctx: Context) -> list[tuple[str, str, int, int, bool]]:
@@ -185,39 +133,59 @@ def units(ctx: Context) -> list[tuple[str, str, int, int, bool]]:
                         out.append((name, split, R, R, True))
             for split in p.eval.splits:
                 if split in splits:
-                    out += [(name, split, R, r, False) for r in eval_resolutions(p, R)]
+                    out += [(name, split, R, r, False) for r in p.eval_resolutions_for(R)]
     return out
 
 
-def eval_resolutions(preset, R: int) -> list[int]:
-    """The degradations r of the preset that a model at R is scored at (r <= R), R first."""
-    return [R] + sorted((r for r in preset.eval_resolutions if r < R), reverse=True)
+def finetuned_units(ctx: Context, eval_datasets: list[str] | None = None) -> list[tuple]:
+    """(dataset, split, R, r, False, weights) of every evaluation a fine-tuned model needs:
+    fine-tuned models are scored from features of their own backbone."""
+    if not ctx.preset.train.finetune:
+        return []
+    out = []
+    for train_ds, R, seed in store.models(ctx):
+        sha = store.model_record(ctx, train_ds, R, seed)["backbone_sha256"]
+        for eval_ds in eval_datasets or ctx.dataset_names:
+            for split in ctx.preset.eval.splits:
+                if split in ctx.splits(eval_ds):
+                    out += [(eval_ds, split, R, r, False, (train_ds, R, seed, sha)) for r in ctx.preset.eval_resolutions_for(R)]
+    return out
+
+
+def _finetuned_weights(ctx: Context, train_ds: str, R: int, seed: int) -> weights_lib.Weights:
+    """The prepared ImageNet weights with block 5 replaced by a fine-tuned model's."""
+    return weights_lib.with_layers(ctx.load_weights(), store.block5_arrays(ctx, train_ds, R, seed),
+                                   f"block 5 fine-tuned ({train_ds}@{R} seed {seed})")
 
 
 def run_stage(ctx: Context, todo: list | None = None, summary_path: Path | None = None) -> dict:
-    """Compute every missing feature unit (default: the preset's); write `features.json`."""
+    """Compute every missing feature unit (default: the preset's); write `features.json`.
+
+    A unit is (dataset, split, R, r, flip), with a sixth entry (train dataset, R, seed,
+    backbone sha256) for a fine-tuned model's backbone (see `finetuned_units`).
+    """
     todo = units(ctx) if todo is None else todo
-    extractor = None
     records = []
-    for name, split, R, r, flip in todo:
-        d = unit_dir(ctx, name, split, R, r, flip)
-        spec = unit_spec(ctx, name, split, R, r, flip)
+    for name, split, R, r, flip, *tuned in todo:
+        model = tuned[0] if tuned else None
+        sha = model[3] if model else None
+        d = store.features_dir(ctx, name, split, R, r, flip, sha)
+        spec = store.features_spec(ctx, name, split, R, r, flip, sha)
         if not is_done(d / "unit.json", spec, force=ctx.force):
-            if d.exists():
-                shutil.rmtree(d)
-            if extractor is None:
-                extractor = Extractor(ctx.load_weights(), ctx.preset.feature_batch)
-            source = ctx.builder(name).as_data_source()[split]
-            rec = compute(ctx, extractor, source, d, spec, f"{name}/{split} R={R} r={r}")
-            ctx.echo(f"features {name}/{split} R={R} r={r}{' flip' if flip else ''}: {rec['images']} images, "
-                     f"{rec['images_per_second']:.1f} img/s")
+            with held(d.with_name(d.name + ".lock"), f"features of {name}/{split} R={R} r={r}", ctx.echo):
+                if not is_done(d / "unit.json", spec, force=ctx.force):  # another run may have made it
+                    if d.exists():
+                        shutil.rmtree(d)
+                    w = _finetuned_weights(ctx, *model[:3]) if model else None
+                    source = ctx.builder(name).as_data_source()[split]
+                    rec = compute(ctx, _extractor(ctx, w), source, d, spec, f"{name}/{split} R={R} r={r}")
+                    ctx.echo(f"features {name}/{split} R={R} r={r}{' flip' if flip else ''}: {rec['images']} images, "
+                             f"{rec['images_per_second']:.1f} img/s")
         rec = read_marker(d / "unit.json")
         records.append({"dataset": name, "split": split, "R": R, "r": r, "flip": flip,
                         "images": rec["images"], "seconds": rec["seconds"],
                         "images_per_second": rec["images_per_second"], "backend": rec["backend"],
-                        "devices": rec["devices"]})
-    from study.files import write_json_atomic
-
+                        "devices": rec["devices"]} | ({"backbone": sha} if sha else {}))
     summary = {"units": records, "throughput_by_R": _throughput(records)}
     write_json_atomic(summary_path or ctx.out_dir / "features.json", summary)
     return summary

@@ -1,15 +1,24 @@
-"""Writing result files: atomically, with the provenance every result carries."""
+"""Writing result files: atomically, with the provenance every result carries; and the locks
+that keep two runs from writing the same files at once."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import importlib.metadata
 import json
 import os
 import platform
+import shlex
+import socket
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 _PACKAGES = (
     "jax", "flax", "optax", "numpy", "tensorflow-datasets", "array-record", "pillow",
@@ -66,3 +75,55 @@ def provenance() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return {"git": git_commit(), "python": platform.python_version(), "packages": versions}
+
+
+class FolderBusy(RuntimeError):
+    """Another run holds the folder; the message names that run."""
+
+
+def _holder_file(lock: Path) -> Path:
+    return lock.with_name(lock.name + ".holder")
+
+
+def _describe_holder(lock: Path) -> str:
+    try:
+        h = json.loads(_holder_file(lock).read_text())
+        return f"run {h['pid']} on {h['host']} (`{h['command']}`, started {h['started']})"
+    except (OSError, ValueError, KeyError):
+        return "another run"
+
+
+def _command() -> str:
+    """This process's command line, as typed (without the path of the module it runs)."""
+    if sys.argv and sys.argv[0].endswith(os.path.join("study", "run.py")):
+        return shlex.join(["python", "-m", "study.run", *sys.argv[1:]])
+    return shlex.join([Path(sys.argv[0]).name if sys.argv else "python", *sys.argv[1:]])
+
+
+@contextlib.contextmanager
+def held(lock: Path, what: str, echo: Callable[[str], None] = print, *, wait: bool = True) -> Iterator[None]:
+    """Hold the file lock `lock` while doing `what`. When another run holds it, wait for it to
+    finish (saying so), or with `wait=False` stop with FolderBusy naming that run. The lock is
+    the operating system's (filelock), so a run that is killed releases it."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    flock = FileLock(lock)
+    try:
+        flock.acquire(timeout=0)
+    except Timeout:
+        holder = _describe_holder(lock)
+        if not wait:
+            raise FolderBusy(f"{what} is in use by {holder}. Wait for it to finish, or use another "
+                             "--out folder.") from None
+        echo(f"waiting for {holder} to finish with {what} ...")
+        flock.acquire()
+    try:
+        if flock.lock_counter == 1:  # the outermost hold says who holds it
+            write_json_atomic(_holder_file(lock), {
+                "pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
+                "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")})
+        yield
+    finally:
+        if flock.lock_counter == 1:
+            _holder_file(lock).unlink(missing_ok=True)
+        flock.release()

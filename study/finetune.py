@@ -16,11 +16,8 @@ import optax
 from flax import nnx
 
 from study.config import TrainConfig
-from study.features import model_input
-from study.model import Classifier
-
-# Convolutions of block 5 in VGG16Backbone.convs.
-BLOCK5 = (10, 11, 12)
+from study.datasets.images import model_input
+from study.model import BLOCK5, Classifier
 
 
 def trainable(path, value) -> bool:

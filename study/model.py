@@ -17,6 +17,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 # Threefry's partitionable lowering (JAX's default) takes seconds per array shape to compile
@@ -28,6 +29,8 @@ jax.config.update("jax_threefry_partitionable", False)
 # Output channels of the 13 convolutions, and after which ones a 2x2 max pool follows.
 VGG16_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
 POOL_AFTER = frozenset({1, 3, 6, 9, 12})
+# Convolutions of block 5 (indices into VGG16Backbone.convs): the block fine-tuning trains.
+BLOCK5 = (10, 11, 12)
 MIN_RESOLUTION = 32  # five 2x2 poolings: 32 px is the smallest input that keeps 1x1
 
 
@@ -155,3 +158,57 @@ class Classifier(nnx.Module):
 
 def param_count(module: nnx.Module) -> int:
     return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+# --- a head's parameters as named arrays (what is saved), and back ----------------------------
+
+# The variables of a head that are saved: parameters and batch-norm statistics.
+SAVED = nnx.Any(nnx.Param, nnx.BatchStat)
+# Rows per call when computing logits: one fixed shape, compiled once.
+LOGITS_BATCH = 1024
+
+
+def state_arrays(state) -> dict[str, np.ndarray]:
+    """A copy of a state's arrays by path (nnx.state aliases the live variables)."""
+    return {jax.tree_util.keystr(p): np.array(v) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+
+
+def state_from_arrays(template, arrays: dict[str, np.ndarray], prefix: str = ""):
+    """`template`'s state with every leaf taken from `arrays` (by path, after `prefix`)."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[prefix + jax.tree_util.keystr(p)]) for p, _ in leaves])
+
+
+def head_arrays(head: nnx.Module) -> dict[str, np.ndarray]:
+    return state_arrays(nnx.state(head, SAVED))
+
+
+def head_from_arrays(kind: str, arrays: dict[str, np.ndarray], in_dim: int, n_classes: int, seed: int) -> nnx.Module:
+    """A head of `kind` holding the saved `arrays`, in eval mode; every array must fit."""
+    head = make_head(kind, in_dim, n_classes, rngs=nnx.Rngs(params=seed, dropout=seed))
+    template = nnx.state(head, SAVED)
+    want = set(state_arrays(template))
+    if set(arrays) != want:
+        raise ValueError(f"saved head does not fit a {kind!r} head: missing {sorted(want - set(arrays))}, "
+                         f"unexpected {sorted(set(arrays) - want)}")
+    nnx.update(head, state_from_arrays(template, arrays))
+    head.eval()
+    return head
+
+
+@nnx.jit
+def _logits(model, x):
+    return model(x)
+
+
+def predict_logits(model: nnx.Module, feats_NxD: np.ndarray, n_classes: int) -> np.ndarray:
+    """Logits of every row (eval mode), in batches of one fixed shape."""
+    model.eval()
+    out = []
+    for s in range(0, len(feats_NxD), LOGITS_BATCH):
+        x = feats_NxD[s : s + LOGITS_BATCH]
+        m = len(x)
+        if m < LOGITS_BATCH:
+            x = np.concatenate([x, np.zeros((LOGITS_BATCH - m, x.shape[1]), x.dtype)])
+        out.append(np.asarray(_logits(model, jnp.asarray(x)))[:m])
+    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)

@@ -15,12 +15,11 @@ import json
 import re
 from pathlib import Path
 
-import matplotlib
-import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from study.plots import curves, save_figure  # first: it selects matplotlib's Agg backend
+
+import matplotlib.pyplot as plt  # noqa: E402  isort:skip
 
 RANDOM = "+random"  # the ablation's suffix (study.context.RANDOM; not imported: no jax here)
 # study.datasets.labels.CANONICAL, repeated so that the report imports no dataset code.
@@ -43,50 +42,6 @@ def read_table(path: Path) -> list[dict]:
         for k in ("accuracy", "accuracy_sd", "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "macro_f1_sd"):
             r[k] = float(r[k])
     return rows
-
-
-def _save(fig, paper_dir: Path, name: str) -> list[Path]:
-    out = []
-    for ext in ("png", "pdf"):
-        p = paper_dir / "figures" / f"{name}.{ext}"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.partial.{ext}")
-        fig.savefig(tmp, dpi=130, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
-        tmp.rename(p)
-        out.append(p)
-    plt.close(fig)
-    return out
-
-
-def plot_curves(history: list[dict], path: Path, title: str = "") -> None:
-    """Loss and accuracy per epoch, train and validation, side by side (one model)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    _curves(axes, history)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_suffix(".partial.png")
-    fig.savefig(tmp, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    tmp.rename(path)
-
-
-def _curves(axes, history: list[dict], alpha: float = 1.0, legend: bool = True) -> None:
-    a, b = axes
-    e = [h["epoch"] for h in history]
-    a.plot(e, [h["train_loss"] for h in history], color="C0", alpha=alpha, label="train")
-    a.plot(e, [h["val_loss"] for h in history], color="C1", alpha=alpha, label="validation")
-    b.plot(e, [h["train_accuracy"] for h in history], color="C0", alpha=alpha, label="train")
-    b.plot(e, [h["val_accuracy"] for h in history], color="C1", alpha=alpha, label="validation")
-    a.set(xlabel="epoch", ylabel="cross-entropy loss")
-    for ax in axes:
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    b.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        if legend:
-            ax.legend(fontsize=8)
 
 
 # --- checking what is there ----------------------------------------------------------
@@ -225,11 +180,11 @@ def training_curves(out_dir: Path, models: list[tuple], seeds, paper_dir: Path) 
     for (name, R), row in zip(models, axes):
         for k, seed in enumerate(seeds):
             h = json.loads((out_dir / "models" / f"{name}@{R}" / f"seed{seed}" / "history.json").read_text())["history"]
-            _curves(row, h, alpha=0.8 if k == 0 else 0.35, legend=k == 0)
+            curves(row, h, alpha=0.8 if k == 0 else 0.35, legend=k == 0)
         row[0].set_title(f"{name}@{R}: loss", fontsize=9)
         row[1].set_title(f"{name}@{R}: accuracy", fontsize=9)
     fig.tight_layout()
-    return _save(fig, paper_dir, "training_curves")
+    return save_figure(fig, paper_dir, "training_curves")
 
 
 def accuracy_vs_resolution(out_dir: Path, rows: list[dict], paper_dir: Path) -> list[Path]:
@@ -262,7 +217,7 @@ def accuracy_vs_resolution(out_dir: Path, rows: list[dict], paper_dir: Path) -> 
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.suptitle("Accuracy against test resolution (solid: in-domain, dashed: cross-domain)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, paper_dir, "accuracy_vs_resolution")
+    return save_figure(fig, paper_dir, "accuracy_vs_resolution")
 
 
 def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
@@ -286,7 +241,7 @@ def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
         ax.set_yticks(range(len(trains)), trains, fontsize=8)
         ax.set(title=f"R = r = {R} px", xlabel="test set", ylabel="trained on" if R == Rs[0] else "")
     fig.colorbar(im, ax=axes[0].tolist(), label="accuracy", shrink=0.8)
-    return _save(fig, paper_dir, "cross_domain_heatmap")
+    return save_figure(fig, paper_dir, "cross_domain_heatmap")
 
 
 def per_letter_f1(out_dir: Path, rows: list[dict], paper_dir: Path) -> list[Path]:
@@ -308,7 +263,7 @@ def per_letter_f1(out_dir: Path, rows: list[dict], paper_dir: Path) -> list[Path
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
-    return _save(fig, paper_dir, "per_letter_f1")
+    return save_figure(fig, paper_dir, "per_letter_f1")
 
 
 def cross_domain_confusions(out_dir: Path, rows: list[dict], paper_dir: Path) -> list[Path]:
@@ -320,7 +275,7 @@ def cross_domain_confusions(out_dir: Path, rows: list[dict], paper_dir: Path) ->
     if not pairs:
         fig = plt.figure(figsize=(4, 1))
         fig.text(0.5, 0.5, "no cross-domain evaluations (one dataset)", ha="center")
-        return _save(fig, paper_dir, "cross_domain_confusions")
+        return save_figure(fig, paper_dir, "cross_domain_confusions")
     cols = min(3, len(pairs))
     nrows = -(-len(pairs) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 4.4 * nrows), squeeze=False)
@@ -338,7 +293,7 @@ def cross_domain_confusions(out_dir: Path, rows: list[dict], paper_dir: Path) ->
         ax.title.set_fontsize(8)
     fig.suptitle("Cross-domain confusion matrices (test splits, r = R, summed over seeds; each row sums to 1)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, paper_dir, "cross_domain_confusions")
+    return save_figure(fig, paper_dir, "cross_domain_confusions")
 
 
 # --- the paper ---------------------------------------------------------------------------
@@ -458,10 +413,9 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     inputs += sorted((out_dir / "models").glob("*/seed*/history.json")) + sorted((out_dir / "eval").rglob("*.json"))
     for p in inputs:
         h.update(p.read_bytes())
-    spec = {"kind": "report", "version": REPORT_VERSION, "inputs": h.hexdigest()}
-    outputs = [out_dir / "table.md", out_dir / "paper_numbers.json", paper_dir / "paper.md", paper_dir / "tables" / "comparison.tex"]
-    outputs += [paper_dir / "figures" / f"{f.__name__}.{e}" for f in FIGURES for e in ("png", "pdf")]
-    if is_done(out_dir / "report.json", spec, force=True) and all(p.is_file() for p in outputs):
+    # Where the paper goes is part of the unit: another --paper-dir is another output.
+    spec = {"kind": "report", "version": REPORT_VERSION, "inputs": h.hexdigest(), "paper_dir": paper_dir.as_posix()}
+    if is_done(out_dir / "report.json", spec, force=True):  # also checks every file it wrote
         echo(f"report: up to date ({paper_dir / 'paper.md'})")
         return []
     written = []
@@ -478,7 +432,7 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     write_json_atomic(out_dir / "paper_numbers.json", nums)
     write_text_atomic(paper_dir / "paper.md", _paper(info, rows, nums, template))
     written += [out_dir / "paper_numbers.json", paper_dir / "paper.md"]
-    mark_done(out_dir / "report.json", spec, files=len(written))
+    mark_done(out_dir / "report.json", spec, written)
     echo(f"report: {len(written)} files ({out_dir / 'table.md'}, {paper_dir / 'paper.md'}, figures in {paper_dir / 'figures'})")
     return written
 

@@ -1,11 +1,13 @@
-"""Command line of the study: `python -m study.run <stage> --preset P [options]`.
+"""Command line of the study: `python -m study.run <stage> [--preset P] [options]`.
 
 Stages: prepare (datasets and ImageNet weights), features (frozen VGG16 features, cached),
-train (heads), evaluate (scores and results/<preset>/table.csv), all (each in order), and
-score (every trained model on a folder of one's own photos).
+train (heads), evaluate (scores and results/<preset>/table.csv), report (tables, figures,
+paper), all (each in order), and score (every trained model on a folder of one's own photos).
+Without --preset a command runs the study of record (study.config.RECORD) on data/.
 Each stage is a function of its own module; this file only parses the command and calls them.
 Every stage skips the work whose inputs have not changed and refuses, without --force,
-results made from another configuration.
+results made from another configuration. A command holds its results folder for as long as
+it runs: a second command on the same folder stops and names the first.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from study.config import PRESETS, get_preset
+from study.config import PRESETS, RECORD, get_preset
 
 
 def _quiet_libraries() -> None:
@@ -35,12 +37,26 @@ def _context(args: argparse.Namespace):
     return Context(
         preset=preset,
         data_dir=Path(args.data_dir or preset.default_data_dir),
-        out_dir=Path(args.out or f"results/{preset.name}"),
+        out_dir=Path(args.out or default_out(preset.name)),
         tfds_dir=Path(args.tfds_dir),
         cache_dir=Path(args.cache_dir),
         weights_dir=Path(args.weights_dir),
         force=args.force,
     )
+
+
+def default_out(preset: str) -> Path:
+    return Path(f"results/{preset}")
+
+
+def paper_dir(ctx, args) -> Path:
+    """--paper-dir; else the repository's paper/ for the study of record written to its own
+    results folder; else <out>/paper, so that no other run touches the paper of record."""
+    if args.paper_dir:
+        return Path(args.paper_dir)
+    if ctx.preset.name == RECORD and ctx.out_dir == default_out(RECORD):
+        return Path("paper")
+    return ctx.out_dir / "paper"
 
 
 def stage_prepare(ctx, args) -> None:
@@ -66,22 +82,27 @@ def stage_train(ctx, args) -> None:
 
 
 def stage_evaluate(ctx, args) -> None:
-    from study import evaluate
+    from study import evaluate, features
 
+    features.run_stage(ctx, features.finetuned_units(ctx))  # nothing unless fine-tuning
     rows = evaluate.run_stage(ctx)
     ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
 
 
 def stage_score(ctx, args) -> None:
-    from study.score import score_folder
+    from study import evaluate, features, score
 
-    score_folder(ctx, Path(args.folder), args.name)
+    name = score.prepare_folder(ctx, Path(args.folder), args.name)
+    out = score.results_dir(ctx, name)
+    features.run_stage(ctx, score.feature_units(ctx, name) + features.finetuned_units(ctx, [name]), out / "features.json")
+    rows = evaluate.run_stage(ctx, [name], out / "eval")
+    ctx.echo(score.format_table(rows))
 
 
 def stage_report(ctx, args) -> None:
     from study.report import run_report
 
-    run_report(ctx.out_dir, Path(args.paper_dir), ctx.echo)
+    run_report(ctx.out_dir, paper_dir(ctx, args), ctx.echo)
 
 
 STAGES = {
@@ -118,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
         if name == "score":
             s.add_argument("--folder", required=True, help="<dir>/<class>/<image> or <dir>/<split>/<class>/<image>")
             s.add_argument("--name", help="name of the results folder (default: the folder's name)")
-        s.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
+        s.add_argument("--preset", default=RECORD, help=f"one of: {', '.join(PRESETS)} (default: {RECORD}, the study of record)")
         s.add_argument("--data-dir", help="folder holding asl-alphabet/, synthetic-asl-alphabet/, "
                        "asl-photos/ (default: the preset's, data/ or data/smoke/ for smoke)")
         s.add_argument("--out", help="results folder (default: results/<preset>)")
@@ -133,7 +154,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--dataset", action="append", help="only this dataset of the preset (repeatable)")
         s.add_argument("--resolution", action="append", type=int,
                        help="only this model resolution of the preset (repeatable)")
-        s.add_argument("--paper-dir", default="paper", help="where the paper, figures and tables go (default: paper)")
+        s.add_argument("--paper-dir", help=f"where the paper, figures and tables go (default: paper/ for the {RECORD} "
+                       f"preset in results/{RECORD}, the study of record; <out>/paper otherwise)")
         s.add_argument("--force", action="store_true",
                        help="recompute what no longer matches its inputs instead of refusing")
     return p
@@ -144,15 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _quiet_libraries()
     from study.datasets import DatasetError
+    from study.files import FolderBusy, held
+    from study.report import MissingResults
     from study.units import StaleResultError
     from study.weights import WeightsError
 
-    from study.report import MissingResults
-
     try:
         ctx = _context(args)
-        args.func(ctx, args)
-    except (DatasetError, WeightsError, StaleResultError, MissingResults, ValueError, FileNotFoundError, FloatingPointError) as e:
+        with held(ctx.out_dir / ".run.lock", f"the results folder {ctx.out_dir}", ctx.echo, wait=False):
+            args.func(ctx, args)
+    except (DatasetError, WeightsError, StaleResultError, MissingResults, FolderBusy, ValueError, FileNotFoundError,
+            FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

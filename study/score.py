@@ -1,10 +1,12 @@
 """`score`: every trained model of a preset on a folder of one's own photos, at every r.
 
 The folder is a class-per-folder photo set (`<dir>/<class>/*` or `<dir>/<split>/<class>/*`,
-class names matched case-insensitively; unknown class folders are listed and ignored). It is
-prepared like any dataset, but every image is a test image. Results go to
-`results/<preset>/score/<name>/`: the dataset summary, one evaluation JSON per model and
-degradation, and `table.csv`, which is also printed.
+class names matched case-insensitively; unknown class folders, unreadable files and links to
+files outside the folder are listed and skipped). It is prepared like any dataset, but every
+image is a test image. The features and evaluation stages then score it (study.run); results
+go to `results/<preset>/score/<name>/`: the dataset summary, one evaluation JSON per model and
+degradation, and `table.csv`, which is also printed. It needs the trained models (committed
+for the `cpu` preset) and the ImageNet weights, not the study's datasets.
 """
 
 from __future__ import annotations
@@ -12,39 +14,49 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from study import evaluate, features, train
+from study import store
 from study.context import Context
 from study.datasets import DATASETS, DatasetError, DatasetSpec
 from study.datasets.builders import AslFolder
-from study.datasets.prepare import _build, format_summary, summarize
+from study.datasets.prepare import build_dataset, format_summary, summarize
 from study.files import write_json_atomic
 
 
-def score_folder(ctx: Context, folder: Path, name: str | None = None) -> list[dict]:
+def prepare_folder(ctx: Context, folder: Path, name: str | None = None) -> str:
+    """Check the models, prepare the folder as a test-only dataset and register it in `ctx`;
+    returns its name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder} is not a folder (expected <dir>/<class>/<image>)")
     name = name or re.sub(r"[^a-z0-9_]+", "_", folder.resolve().name.lower()).strip("_") or "photos"
     if name in DATASETS:
         raise ValueError(f"--name {name!r} is one of the study's datasets; choose another name")
-    models = train.units(ctx)
-    if not models or not all((train.model_dir(ctx, *m) / "unit.json").is_file() for m in models):
+    models = store.models(ctx)
+    if not models:
         raise DatasetError(f"no trained models in {ctx.out_dir}: run `python -m study.run all --preset {ctx.preset.name}` first")
+    for m in models:
+        store.model_record(ctx, *m)  # each model's files there and intact, or an error naming them
     spec = DatasetSpec(name, folder.name, AslFolder, score_only=True)
-    builder = _build(spec, ctx.preset, folder, ctx.tfds_dir, ctx.force, ctx.echo)
+    builder = build_dataset(spec, ctx.preset, folder, ctx.tfds_dir, ctx.force, ctx.echo)
     summary = summarize(builder)
     ctx.echo(format_summary(name, summary))
-    out = ctx.out_dir / "score" / name
-    write_json_atomic(out / "dataset.json", summary)
+    write_json_atomic(results_dir(ctx, name) / "dataset.json", summary)
     ctx.extra[name] = spec
     ctx.prepared["datasets"][name] = summary
-    todo = [(name, split, R, r, False) for R in ctx.preset.train_resolutions
-            for split in ctx.preset.eval.splits if split in summary["splits"]
-            for r in features.eval_resolutions(ctx.preset, R)]
-    features.run_stage(ctx, todo, out / "features.json")
-    rows = evaluate.run_stage(ctx, [name], out / "eval")
-    ctx.echo(format_table(rows))
-    return rows
+    return name
+
+
+def results_dir(ctx: Context, name: str) -> Path:
+    return ctx.out_dir / "score" / name
+
+
+def feature_units(ctx: Context, name: str) -> list[tuple]:
+    """The features units that scoring the folder `name` needs (frozen backbone)."""
+    if ctx.preset.train.finetune:
+        return []
+    return [(name, split, R, r, False) for R in ctx.preset.train_resolutions
+            for split in ctx.preset.eval.splits if split in ctx.splits(name)
+            for r in ctx.preset.eval_resolutions_for(R)]
 
 
 def format_table(rows: list[dict]) -> str:

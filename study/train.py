@@ -6,7 +6,7 @@ completed by wrapping around, so batch statistics never see padding), and reseed
 from (seed, epoch): an epoch's result depends only on the state at its start, so a run
 resumed from its last checkpoint ends exactly where an uninterrupted one does. Validation
 loss decides early stopping; the parameters of the best epoch are kept. A NaN loss stops
-with the epoch named.
+with the epoch named. Inputs are read, and outputs located, through study.store.
 """
 
 from __future__ import annotations
@@ -23,34 +23,22 @@ import numpy as np
 import optax
 from flax import nnx
 
-from study import features
+from study import store
 from study.config import TrainConfig
 from study.context import RANDOM, Context
 from study.datasets.labels import CANONICAL
 from study.files import write_bytes_atomic, write_json_atomic
-from study.model import make_head
-from study.units import is_done, mark_done, read_marker
+from study.model import SAVED, head_arrays, make_head, predict_logits, state_arrays, state_from_arrays
+from study.plots import plot_curves
+from study.units import is_done, mark_done
 
-SAVED = nnx.Any(nnx.Param, nnx.BatchStat)
-RANDOM_SPLIT_SEED = 0
 # Bump when training changes what it produces, so that existing heads count as stale.
 # 2: the kept parameters are a copy of the best epoch's (1 kept the last epoch's by aliasing).
 TRAIN_VERSION = 2
-EVAL_BATCH = 1024
 
 
 def new_head(cfg: TrainConfig, in_dim: int, seed: int) -> nnx.Module:
     return make_head(cfg.head, in_dim, len(CANONICAL), rngs=nnx.Rngs(params=seed, dropout=seed))
-
-
-def _flat(state) -> dict[str, np.ndarray]:
-    """A copy of the state's arrays by path (nnx.state aliases the live variables)."""
-    return {jax.tree_util.keystr(p): np.array(v) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
-
-
-def _unflat(template, arrays: dict[str, np.ndarray], prefix: str = ""):
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[prefix + jax.tree_util.keystr(p)]) for p, _ in leaves])
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -72,27 +60,8 @@ def _train_step(model, optimizer, x, y):
     return loss, (logits.argmax(-1) == y).mean()
 
 
-@nnx.jit
-def _logits(model, x):
-    return model(x)
-
-
-def predict_logits(model: nnx.Module, feats: np.ndarray) -> np.ndarray:
-    """Logits of every row (eval mode), in fixed-size batches."""
-    model.eval()
-    n = len(feats)
-    out = []
-    for s in range(0, n, EVAL_BATCH):
-        x = feats[s : s + EVAL_BATCH]
-        m = len(x)
-        if m < EVAL_BATCH:
-            x = np.concatenate([x, np.zeros((EVAL_BATCH - m, x.shape[1]), x.dtype)])
-        out.append(np.asarray(_logits(model, jnp.asarray(x)))[:m])
-    return np.concatenate(out) if out else np.zeros((0, len(CANONICAL)), np.float32)
-
-
 def _loss_acc(model, feats, labels) -> tuple[float, float]:
-    logits = predict_logits(model, feats)
+    logits = predict_logits(model, feats, len(CANONICAL))
     loss = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), jnp.asarray(labels))
     return float(loss.mean()), float((logits.argmax(-1) == labels).mean())
 
@@ -102,15 +71,15 @@ def train_head(train_x, train_y, val_x, val_y, cfg: TrainConfig, seed: int, work
     """Train one head; resumes from `workdir/checkpoint.npz` if a run was interrupted."""
     model = new_head(cfg, train_x.shape[1], seed)
     optimizer = nnx.Optimizer(model, optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay), wrt=nnx.Param)
-    best = _flat(nnx.state(model, SAVED))  # a copy: nnx.state aliases the live parameters
+    best = state_arrays(nnx.state(model, SAVED))  # a copy: nnx.state aliases the live parameters
     history: list[dict] = []
     best_val, bad, start = np.inf, 0, 0
     ckpt = workdir / "checkpoint.npz"
     if ckpt.is_file():
         with np.load(ckpt) as z:
             arrays = {k: z[k] for k in z.files}
-        nnx.update(model, _unflat(nnx.state(model, SAVED), arrays, "model"))
-        nnx.update(optimizer, _unflat(nnx.state(optimizer, nnx.OptState), arrays, "opt"))
+        nnx.update(model, state_from_arrays(nnx.state(model, SAVED), arrays, "model"))
+        nnx.update(optimizer, state_from_arrays(nnx.state(optimizer, nnx.OptState), arrays, "opt"))
         best = {k[len("best"):]: v for k, v in arrays.items() if k.startswith("best")}
         meta = json.loads(str(arrays["meta"]))
         history, best_val, bad, start = meta["history"], meta["best_val"], meta["bad"], meta["epoch"]
@@ -145,49 +114,17 @@ def train_head(train_x, train_y, val_x, val_y, cfg: TrainConfig, seed: int, work
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": float(np.mean(accs)),
                         "val_loss": val_loss, "val_accuracy": val_acc, "seconds": round(time.perf_counter() - t0, 3)})
         if val_loss < best_val:
-            best_val, bad, best = val_loss, 0, _flat(nnx.state(model, SAVED))
+            best_val, bad, best = val_loss, 0, state_arrays(nnx.state(model, SAVED))
         else:
             bad += 1
-        arrays = {f"model{k}": v for k, v in _flat(nnx.state(model, SAVED)).items()}
-        arrays |= {f"opt{k}": v for k, v in _flat(nnx.state(optimizer, nnx.OptState)).items()}
+        arrays = {f"model{k}": v for k, v in state_arrays(nnx.state(model, SAVED)).items()}
+        arrays |= {f"opt{k}": v for k, v in state_arrays(nnx.state(optimizer, nnx.OptState)).items()}
         arrays |= {f"best{k}": v for k, v in best.items()}
         arrays["meta"] = np.array(json.dumps({"history": history, "best_val": best_val, "bad": bad, "epoch": epoch + 1}))
         _save_npz(ckpt, arrays)
-    nnx.update(model, _unflat(nnx.state(model, SAVED), best))
+    nnx.update(model, state_from_arrays(nnx.state(model, SAVED), best))
     model.eval()
     return model, history
-
-
-def model_dir(ctx: Context, dataset: str, R: int, seed: int) -> Path:
-    return ctx.out_dir / "models" / f"{dataset}@{R}" / f"seed{seed}"
-
-
-def units(ctx: Context) -> list[tuple[str, int, int]]:
-    """(dataset, R, seed) of every model; `<dataset>+random` for the leakage ablation."""
-    p = ctx.preset
-    out = []
-    for R in p.train_resolutions:
-        names = [n for n in ctx.dataset_names if {"train", "validation"} <= set(ctx.splits(n))]
-        if not p.train.finetune:
-            names += [n + RANDOM for n in p.ablation if n in names]
-        out += [(name, R, seed) for name in names for seed in p.seeds]
-    return out
-
-
-def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
-    """The ablation's split: the dataset's train, validation and test images pooled and dealt
-    at random (seed RANDOM_SPLIT_SEED) into splits of the same sizes, frame numbers ignored."""
-    base = name.removesuffix(RANDOM)
-    parts = {s: features.load(ctx, base, s, R, R) for s in ("train", "validation", "test")}
-    x = np.concatenate([parts[s][0] for s in parts])
-    y = np.concatenate([parts[s][1] for s in parts])
-    perm = np.random.default_rng(RANDOM_SPLIT_SEED).permutation(len(y))
-    out, start = {}, 0
-    for s in parts:
-        idx = perm[start : start + len(parts[s][1])]
-        out[s] = (x[idx], y[idx])
-        start += len(idx)
-    return out, {s: parts[s][2] for s in parts}
 
 
 def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
@@ -196,59 +133,47 @@ def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
                 "train": dataclasses.asdict(ctx.preset.train), "weights": ctx.weights_record["converted_sha256"],
                 "dataset_fingerprint": ctx.dataset_fingerprint(dataset)}
     if dataset.endswith(RANDOM):
-        fps = {s: features.fingerprint_of(ctx, dataset.removesuffix(RANDOM), s, R, R) for s in ("train", "validation", "test")}
+        fps = {s: store.features_fingerprint(ctx, dataset.removesuffix(RANDOM), s, R, R) for s in store.ABLATION_SPLITS}
         return {"kind": "train", "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed,
-                "train": dataclasses.asdict(ctx.preset.train), "features": fps, "random_split_seed": RANDOM_SPLIT_SEED}
-    fps = {s: features.fingerprint_of(ctx, dataset, s, R, R) for s in ("train", "validation")}
+                "train": dataclasses.asdict(ctx.preset.train), "features": fps, "random_split_seed": store.RANDOM_SPLIT_SEED}
+    fps = {s: store.features_fingerprint(ctx, dataset, s, R, R) for s in ("train", "validation")}
     if ctx.preset.train.flip:
-        fps["train_flip"] = features.fingerprint_of(ctx, dataset, "train", R, R, True)
+        fps["train_flip"] = store.features_fingerprint(ctx, dataset, "train", R, R, True)
     return {"kind": "train", "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed,
             "train": dataclasses.asdict(ctx.preset.train), "features": fps}
 
 
-def save_head(model: nnx.Module, path: Path) -> None:
-    _save_npz(path, _flat(nnx.state(model, SAVED)))
-
-
-def load_head(ctx: Context, dataset: str, R: int, seed: int, in_dim: int = 512) -> nnx.Module:
-    model = new_head(ctx.preset.train, in_dim, seed)
-    with np.load(model_dir(ctx, dataset, R, seed) / "head.npz") as z:
-        nnx.update(model, _unflat(nnx.state(model, SAVED), {k: z[k] for k in z.files}))
-    model.eval()
-    return model
-
-
 def run_stage(ctx: Context) -> None:
-    from study.report import plot_curves
-
-    for dataset, R, seed in units(ctx):
-        d = model_dir(ctx, dataset, R, seed)
+    """Train every model of the preset that is not done (or whose files are damaged)."""
+    for dataset, R, seed in store.models(ctx):
+        d = store.model_dir(ctx, dataset, R, seed)
         spec = unit_spec(ctx, dataset, R, seed)
         if is_done(d / "unit.json", spec, force=ctx.force):
             continue
-        if (d / "unit.json").exists():  # stale and --force: start over
+        if (d / "unit.json").exists():  # stale (with --force) or damaged: start over
             shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         name = f"{dataset}@{R} seed {seed}"
         extra = {}
         if ctx.preset.train.finetune:
-            model, history, backbone = _finetune(ctx, dataset, R, seed)
-            extra["backbone_sha256"] = backbone.sha256()
+            model, history, backbone_sha = _finetune(ctx, dataset, R, seed)
+            extra["backbone_sha256"] = backbone_sha
         elif dataset.endswith(RANDOM):
-            parts, _ = random_split(ctx, dataset, R)
+            parts, _ = store.random_split(ctx, dataset, R)
             (tx, ty), (vx, vy) = parts["train"], parts["validation"]
             model, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, None, ctx.echo, name)
         else:
-            tx, ty, _ = features.load(ctx, dataset, "train", R, R)
-            vx, vy, _ = features.load(ctx, dataset, "validation", R, R)
-            tflip = features.load(ctx, dataset, "train", R, R, True)[0] if ctx.preset.train.flip else None
+            tx, ty, _ = store.load_features(ctx, dataset, "train", R, R)
+            vx, vy, _ = store.load_features(ctx, dataset, "validation", R, R)
+            tflip = store.load_features(ctx, dataset, "train", R, R, True)[0] if ctx.preset.train.flip else None
             model, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, tflip, ctx.echo, name)
-        save_head(model, d / "head.npz")
+        _save_npz(d / "head.npz", head_arrays(model))
         best = min(history, key=lambda h: h["val_loss"])
         write_json_atomic(d / "history.json", {"model": name, "history": history, "best_epoch": best["epoch"]})
         plot_curves(history, d / "curves.png", title=name)
-        mark_done(d / "unit.json", spec, epochs=len(history), best_epoch=best["epoch"],
+        files = [d / "head.npz", d / "history.json", d / "curves.png"] + ([d / "block5.npz"] if ctx.preset.train.finetune else [])
+        mark_done(d / "unit.json", spec, files, epochs=len(history), best_epoch=best["epoch"],
                   val_accuracy=best["val_accuracy"], seconds=round(time.perf_counter() - t0, 2), **extra)
         (d / "checkpoint.npz").unlink(missing_ok=True)
         ctx.echo(f"trained {name}: {len(history)} epochs, best {best['epoch']} "
@@ -256,9 +181,10 @@ def run_stage(ctx: Context) -> None:
 
 
 def _finetune(ctx: Context, dataset: str, R: int, seed: int):
-    """Fine-tune block 5 and a head on images; saves block 5 beside the head."""
+    """Fine-tune block 5 and a head on images; saves block 5 beside the head. Returns the head,
+    the history and the sha256 of the fine-tuned backbone's weights."""
     from study import finetune, weights
-    from study.model import Classifier, VGG16Backbone
+    from study.model import BLOCK5, Classifier, VGG16Backbone
 
     base = ctx.load_weights()
     backbone = weights.apply(nnx.eval_shape(lambda: VGG16Backbone(rngs=nnx.Rngs(0))), base)
@@ -266,19 +192,8 @@ def _finetune(ctx: Context, dataset: str, R: int, seed: int):
     source = ctx.builder(dataset).as_data_source()
     history = finetune.finetune(Classifier(backbone, head), source["train"], source["validation"], R,
                                 ctx.preset.train, seed, ctx.echo)
-    d = model_dir(ctx, dataset, R, seed)
-    _save_npz(d / "block5.npz", {f"{p}_{i}": np.array(getattr(backbone.convs[i], p)[...])
-                                 for i in finetune.BLOCK5 for p in ("kernel", "bias")})
-    return head, history, finetuned_weights(ctx, dataset, R, seed)
-
-
-def finetuned_weights(ctx: Context, dataset: str, R: int, seed: int):
-    """The prepared ImageNet weights with block 5 replaced by a fine-tuned model's."""
-    from study.finetune import BLOCK5
-
-    base = ctx.load_weights()
-    with np.load(model_dir(ctx, dataset, R, seed) / "block5.npz") as z:
-        kernels = tuple(z[f"kernel_{i}"] if i in BLOCK5 else k for i, k in enumerate(base.kernels))
-        biases = tuple(z[f"bias_{i}"] if i in BLOCK5 else b for i, b in enumerate(base.biases))
-    return dataclasses.replace(base, kernels=kernels, biases=biases,
-                               source=f"{base.source}, block 5 fine-tuned ({dataset}@{R} seed {seed})")
+    layers = {i: (np.array(backbone.convs[i].kernel[...]), np.array(backbone.convs[i].bias[...])) for i in BLOCK5}
+    _save_npz(store.model_dir(ctx, dataset, R, seed) / "block5.npz",
+              {f"{p}_{i}": a for i, ka in layers.items() for p, a in zip(("kernel", "bias"), ka)})
+    tuned = weights.with_layers(base, layers, f"block 5 fine-tuned ({dataset}@{R} seed {seed})")
+    return head, history, tuned.sha256()

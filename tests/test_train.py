@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from study import train
+from study.model import head_arrays
 from study.config import TrainConfig
 
 
@@ -39,8 +40,8 @@ def test_resumed_training_ends_where_uninterrupted_training_does(tmp_path):
     resumed, h_res = train.train_head(x, y, vx, vy, cfg, seed=3, workdir=tmp_path / "b", log=lambda s: None)
     for a, b in zip(h_full, h_res):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
-    fa = train._flat(train.nnx.state(full, train.SAVED))
-    fb = train._flat(train.nnx.state(resumed, train.SAVED))
+    fa = head_arrays(full)
+    fb = head_arrays(resumed)
     assert fa.keys() == fb.keys()
     for k in fa:
         np.testing.assert_array_equal(fa[k], fb[k])

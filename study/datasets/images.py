@@ -5,7 +5,9 @@ orientation tag (a phone stores a portrait photo as the sensor saw it, lying on 
 centre-cropped to a square (Lexset renders are 513x512), resized with PIL's antialiased
 bicubic filter to the preset's storage size and stored losslessly as PNG. Bytes that are not
 a whole image, and images over PIL's decompression-bomb limit (about 179 million pixels),
-raise BadImage with the reason, which the builders record and skip.
+raise BadImage with the reason, which the builders record and skip. `model_input` is the
+one transformation of a stored image at run time: resized to the model's resolution and,
+for the resolution study, degraded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
@@ -61,3 +64,19 @@ def to_stored_png(data: bytes, size: int) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG", compress_level=1)  # lossless; level 1 is fast and near as small
     return buf.getvalue()
+
+
+def model_input(image_u8: np.ndarray, R: int, r: int, flip: bool = False) -> np.ndarray:
+    """A stored image as the model sees it at resolution R after degradation to r: RxRx3 in [0, 1].
+
+    Resized to R (area averaging when shrinking, bilinear when enlarging); for r < R,
+    area-downsampled to r x r and resized back to R (bilinear); optionally mirrored.
+    """
+    im = Image.fromarray(image_u8)
+    if im.size != (R, R):
+        im = im.resize((R, R), Image.Resampling.BOX if im.size[0] > R else Image.Resampling.BILINEAR)
+    if r < R:
+        im = im.resize((r, r), Image.Resampling.BOX).resize((R, R), Image.Resampling.BILINEAR)
+    if flip:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(im, dtype=np.float32) / 255.0

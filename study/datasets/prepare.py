@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 
 from study.config import Preset
 from study.datasets import DATASETS, DatasetError, DatasetSpec, fake, labels, splits
-from study.files import provenance, write_json_atomic
+from study.files import held, provenance, write_json_atomic
 
 log = logging.getLogger(__name__)
 FRAME_SPLITS = (splits.TRAIN, splits.VALIDATION, splits.TEST)
@@ -40,11 +40,13 @@ def prepare(
 ) -> dict[str, Any]:
     """Build the preset's datasets found in `data_dir`; write and return `datasets.json`."""
     data_dir, out_dir, tfds_dir = Path(data_dir), Path(out_dir), Path(tfds_dir)
-    if preset.generated_data and not any(DATASETS[n].manual_dir(data_dir) for n in preset.datasets):
-        echo(f"writing generated archives for the {preset.name} preset into {data_dir}")
-        fake.write_all(data_dir)
+    if preset.generated_data:  # under a lock: a second run must not read half-written archives
+        with held(data_dir.with_name(data_dir.name + ".lock"), f"the generated data in {data_dir}", echo):
+            if not any(DATASETS[n].manual_dir(data_dir) for n in preset.datasets):
+                echo(f"writing generated archives for the {preset.name} preset into {data_dir}")
+                fake.write_all(data_dir)
     if not data_dir.is_dir():
-        raise DatasetError(f"data directory {data_dir} does not exist.\n" + _where_to_put(preset))
+        raise DatasetError(f"data directory {data_dir} does not exist.\n" + where_to_put(preset, data_dir))
     summaries: dict[str, Any] = {}
     not_found: dict[str, str] = {}
     for name in preset.datasets:
@@ -54,13 +56,13 @@ def prepare(
             not_found[name] = f"expected in <data-dir>/{spec.folder}/"
             echo(f"{name}: not found (expected <data-dir>/{spec.folder}/); skipped")
             continue
-        builder = _build(spec, preset, manual, tfds_dir, force, echo)
+        builder = build_dataset(spec, preset, manual, tfds_dir, force, echo)
         summaries[name] = summarize(builder)
         echo(format_summary(name, summaries[name]))
     if not summaries:
         raise DatasetError(
             f"none of the {preset.name} preset's datasets was found in {data_dir}.\n"
-            + _where_to_put(preset)
+            + where_to_put(preset, data_dir)
         )
     doc = {
         "preset": preset.name,
@@ -75,17 +77,33 @@ def prepare(
     return doc
 
 
-def _where_to_put(preset: Preset) -> str:
+def where_to_put(preset: Preset, data_dir: Path) -> str:
+    """Each expected folder, how to get its data, and how to try the pipeline without any."""
     lines = ["Put each dataset's archive (unzipped, or the zip Kaggle serves) in its folder:"]
     for name in preset.datasets:
         spec = DATASETS[name]
-        how = f"kaggle datasets download -d {spec.kaggle} -p <data-dir>/{spec.folder}" if spec.kaggle else "a class-per-folder photo set"
-        lines.append(f"  <data-dir>/{spec.folder}/   ({name}: {how})")
+        folder = Path(data_dir) / spec.folder
+        how = (f"kaggle datasets download -d {spec.kaggle} -p {folder}" if spec.kaggle
+               else "any class-per-folder photo set, <class>/<image> (see data/README.md)")
+        lines.append(f"  {folder}/\n      {name}: {how}")
+    lines.append("data/README.md has the layouts and licences. To try the whole pipeline on generated "
+                 "images first (about a minute): python -m study.run all --preset smoke")
     return "\n".join(lines)
 
 
-def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, force: bool, echo=print):
-    """Prepare one dataset, refusing to reuse it if its archive changed (unless `force`)."""
+def build_dataset(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, force: bool = False, echo=print):
+    """Prepare one dataset, refusing to reuse it if its archive changed (unless `force`).
+
+    Under a lock per prepared dataset: a second run that wants the same dataset waits for
+    the first to finish writing it, then finds it prepared.
+    """
+    builder = spec.make_builder(preset, tfds_dir)
+    lock = Path(tfds_dir) / ".locks" / f"{builder.info.full_name.replace('/', '_')}.lock"
+    with held(lock, f"the prepared dataset {builder.info.full_name}", echo):
+        return _build(spec, preset, manual, tfds_dir, force, echo)
+
+
+def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, force: bool, echo):
     builder = spec.make_builder(preset, tfds_dir)
     if builder.is_prepared():
         archive = builder.open_archive(manual)

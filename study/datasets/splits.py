@@ -5,7 +5,8 @@ near-copies of test images into training (DESIGN.md section 2). `frame_block_spl
 class by rank of frame number into chunks spread over the whole recording, each chunk into
 contiguous train | validation | test runs, and then leaves out every train or validation image
 within `guard_frames` frames of a test image and every train image within `guard_frames` of a
-validation image. Everything here is pure: lists in, lists out.
+validation image. `random_deal` is the leakage ablation's opposite: the same images dealt at
+random, frames ignored. Everything here is pure: lists in, lists out.
 """
 
 from __future__ import annotations
@@ -99,3 +100,11 @@ def hash_holdout(names: Sequence[str], fraction: float, *, salt: str = "validati
     rank = sorted(range(n), key=lambda i: hashlib.sha256((salt + names[i]).encode()).hexdigest())
     held = set(rank[:k])
     return [i in held for i in range(n)]
+
+
+def random_deal(sizes: Sequence[int], seed: int) -> list[np.ndarray]:
+    """The leakage ablation's split: sum(sizes) pooled images (indices in the order of the
+    given splits) dealt at random, frame numbers ignored, into splits of the same sizes."""
+    perm = np.random.default_rng(seed).permutation(int(sum(sizes)))
+    ends = np.cumsum(sizes)
+    return [perm[e - n : e] for n, e in zip(sizes, ends)]

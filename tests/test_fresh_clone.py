@@ -1,0 +1,52 @@
+"""A new user's first commands in a fresh clone, without the study's datasets: `all` with no
+flags says what to download; `score` with the committed `cpu` models scores real photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from conftest import clone, git_status, in_clone
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return clone(tmp_path_factory.mktemp("fresh") / "repo")
+
+
+def test_all_without_flags_or_data_says_what_to_download(repo):
+    proc = in_clone(repo, "all")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr
+    for line in ("data/asl-alphabet/", "kaggle datasets download -d grassknoted/asl-alphabet -p data/asl-alphabet",
+                 "data/synthetic-asl-alphabet/", "kaggle datasets download -d lexset/synthetic-asl-alphabet",
+                 "data/asl-photos/", "python -m study.run all --preset smoke"):
+        assert line in err, line
+    assert "Traceback" not in err
+    assert git_status(repo) == ""
+
+
+def test_score_with_the_committed_cpu_models_needs_no_dataset(repo, shared_data, tmp_path):
+    """One real photo for each of 20 letters from asl-photos (a folder layout with `Del`-style
+    names), scored by every committed cpu model at every r."""
+    photos = tmp_path / "photos"
+    letters = "ABCDEFGHIJKLMNOPQRST"
+    for c in letters:
+        src = sorted((shared_data / "asl-photos" / "train" / c).glob("*.jpg"))[0]
+        (photos / c.lower()).mkdir(parents=True)
+        shutil.copy(src, photos / c.lower() / src.name)
+    assert not (repo / "data" / "asl-alphabet").exists()
+    proc = in_clone(repo, "score", "--folder", str(photos), "--name", "mine", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = repo / "results" / "cpu" / "score" / "mine"
+    rows = list(csv.DictReader(open(out / "table.csv")))
+    models = {(r["train_dataset"], r["train_res"]) for r in rows}
+    assert models == {("asl_alphabet", "64"), ("asl_photos", "64"), ("asl_alphabet", "128"), ("asl_photos", "128")}
+    assert len(rows) == 2 * 3 + 2 * 4  # r in (64, 32, 16) at R = 64; (128, 64, 32, 16) at R = 128
+    assert {r["n"] for r in rows} == {str(len(letters))}
+    assert json.loads((out / "dataset.json").read_text())["splits"]["test"]["images"] == len(letters)
+    assert "asl_photos@128" in proc.stdout and "accuracy" in proc.stdout
+    assert git_status(repo, untracked="no") == ""  # no tracked file changed: the record stands
