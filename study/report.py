@@ -402,7 +402,7 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
 
     import hashlib
 
-    from study.units import is_done, mark_done
+    from study.units import is_done, listed, mark_done
 
     out_dir, paper_dir = Path(out_dir), Path(paper_dir)
     info, models, rows = check_complete(out_dir)
@@ -413,9 +413,12 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     inputs += sorted((out_dir / "models").glob("*/seed*/history.json")) + sorted((out_dir / "eval").rglob("*.json"))
     for p in inputs:
         h.update(p.read_bytes())
-    # Where the paper goes is part of the unit: another --paper-dir is another output.
-    spec = {"kind": "report", "version": REPORT_VERSION, "inputs": h.hexdigest(), "paper_dir": paper_dir.as_posix()}
-    if is_done(out_dir / "report.json", spec, force=True):  # also checks every file it wrote
+    spec = {"kind": "report", "version": REPORT_VERSION, "inputs": h.hexdigest()}
+    # Done: the same inputs, every file it wrote intact, and those files are where this run
+    # puts them (another --paper-dir is other outputs).
+    outputs = [out_dir / "table.md", out_dir / "paper_numbers.json", paper_dir / "paper.md", paper_dir / "tables" / "comparison.tex"]
+    outputs += [paper_dir / "figures" / f"{f.__name__}.{e}" for f in FIGURES for e in ("png", "pdf")]
+    if is_done(out_dir / "report.json", spec, force=True) and {p.resolve() for p in outputs} <= listed(out_dir / "report.json"):
         echo(f"report: up to date ({paper_dir / 'paper.md'})")
         return []
     written = []

@@ -84,7 +84,9 @@ def stage_train(ctx, args) -> None:
 def stage_evaluate(ctx, args) -> None:
     from study import evaluate, features
 
-    features.run_stage(ctx, features.finetuned_units(ctx))  # nothing unless fine-tuning
+    tuned = features.finetuned_units(ctx)  # fine-tuned models are scored from their own backbone's features
+    if tuned:
+        features.run_stage(ctx, tuned, ctx.out_dir / "features_finetuned.json")
     rows = evaluate.run_stage(ctx)
     ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
 

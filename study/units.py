@@ -63,6 +63,12 @@ def manifest(marker: Path, files: Iterable[Path]) -> dict[str, dict[str, Any]]:
             for f in files}
 
 
+def listed(marker: Path) -> set[Path]:
+    """The files of a unit's manifest, as resolved paths."""
+    marker = Path(marker)
+    return {(marker.parent / rel).resolve() for rel in read_marker(marker).get("files", {})}
+
+
 def damaged(marker: Path, record: dict[str, Any] | None = None) -> list[str]:
     """The files of a unit's manifest that are missing or differ; ["(no manifest)"] for a
     marker that lists none (written before manifests existed): it cannot be checked."""
