@@ -18,7 +18,7 @@ from study import store
 from study.context import Context
 from study.datasets import DATASETS, DatasetError, DatasetSpec
 from study.datasets.builders import AslFolder
-from study.datasets.prepare import build_dataset, format_summary, summarize
+from study.datasets.build import build_dataset, format_summary, summarize
 from study.files import write_json_atomic
 
 

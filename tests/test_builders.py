@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from study.config import SMOKE
 from study.datasets import DATASETS, DatasetError, fake, labels
-from study.datasets.prepare import read_index, summarize
+from study.datasets.build import read_index, summarize
 
 
 def build(name: str, manual: Path, tfds_dir: Path, preset=SMOKE):
@@ -232,3 +232,17 @@ def test_folder_without_class_folders_is_a_clear_error(tmp_path):
     (tmp_path / "f" / "holiday" / "x.jpg").write_bytes(b"x")
     with pytest.raises(DatasetError, match=r"no recognisable class folders.*holiday"):
         build("asl_photos", tmp_path / "f", tmp_path / "tfds")
+
+
+def test_building_leaves_no_temporary_folders(tmp_path, monkeypatch):
+    """TFDS's GCS look-up made an empty tmp*tfds folder per unprepared builder; ours never
+    look there."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    fake.write_asl_folder(tmp_path / "photos", per_class=6, defects=False)
+    b = build("asl_photos", tmp_path / "photos", tmp_path / "tfds")
+    assert b.is_prepared() and DATASETS["asl_photos"].make_builder(SMOKE, tmp_path / "tfds").is_prepared()
+    assert list(temp.iterdir()) == []
