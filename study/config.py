@@ -140,8 +140,9 @@ class Preset:
 
 
 # The study on the real subsets in ../shared/data (asl_alphabet, asl_photos; Lexset when present),
-# on 2 CPU cores: `all` took 59 minutes there (features 54, train 4.4, evaluate and report
-# under 1), almost all of it the VGG16 features: about 8 images/s at 128 px, 38 at 64 px.
+# on 2 CPU cores: `all` took about 40 minutes from scratch (features 36, train 2.7, evaluate
+# and report under 1), almost all of it the VGG16 features: about 10 images/s at 128 px,
+# 40-60 at 64 px. The study of record (RECORD below).
 CPU = Preset(
     name="cpu",
     datasets=("asl_alphabet", "synthetic_asl_alphabet", "asl_photos"),
