@@ -106,15 +106,16 @@ def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, d
     return read_marker(out / "unit.json")
 
 
-_extractors: dict[str, Extractor] = {}
+_extractors: dict[tuple[str, int], Extractor] = {}
 
 
 def _extractor(ctx: Context, w: weights_lib.Weights | None) -> Extractor:
-    """One extractor per backbone in this process (the prepared weights when `w` is None)."""
-    sha = w.sha256() if w is not None else ctx.weights_record["converted_sha256"]
-    if sha not in _extractors:
-        _extractors[sha] = Extractor(w if w is not None else ctx.load_weights(), ctx.preset.feature_batch)
-    return _extractors[sha]
+    """One extractor per (backbone, batch size) in this process (the prepared weights when `w`
+    is None): each compiles once per resolution."""
+    key = (w.sha256() if w is not None else ctx.weights_record["converted_sha256"], ctx.preset.feature_batch)
+    if key not in _extractors:
+        _extractors[key] = Extractor(w if w is not None else ctx.load_weights(), ctx.preset.feature_batch)
+    return _extractors[key]
 
 
 def units(ctx: Context) -> list[tuple[str, str, int, int, bool]]:
