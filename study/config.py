@@ -90,6 +90,14 @@ class Preset:
     # frame-blind split of the same images (same sizes, resolution and seeds), to show how
     # much a random split of video frames inflates accuracy.
     ablation: tuple[str, ...] = ("asl_alphabet",)
+    # Multi-source models (study.names): one head on the union of the datasets' training
+    # splits, labels restricted to those they all have; with three or more datasets also
+    # every leave-one-dataset-out union.
+    multi_source: bool = True
+    # Few-shot models: for every ordered pair (source, target), the source's training split
+    # plus k labelled images per class of the target's, spread over its recording. k = 0 is
+    # the source's own model and k = all the pair's multi-source model, so neither is repeated.
+    few_shot: tuple[int, ...] = (1, 2, 5, 10, 25)
     # Images per forward pass when extracting features (rounded up to a multiple of the
     # number of devices); a fixed shape, so each resolution compiles once.
     feature_batch: int = 32
@@ -171,6 +179,7 @@ SMOKE = dataclasses.replace(
     train_resolutions=(32,),
     eval_resolutions=(32, 16),
     seeds=(0,),
+    few_shot=(2,),
     train=dataclasses.replace(TrainConfig(), epochs=2, batch_size=64),
     eval=dataclasses.replace(EvalConfig(), bootstrap=200),
     feature_batch=16,

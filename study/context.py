@@ -10,10 +10,8 @@ from typing import Any, Callable
 
 from study.config import Preset
 from study.datasets import DATASETS, DatasetError
+from study.names import parse
 from study.units import fingerprint
-
-# Suffix of the leakage ablation's twin of a dataset: the same images, split at random.
-RANDOM = "+random"
 
 
 @dataclasses.dataclass
@@ -56,10 +54,13 @@ class Context:
         return fingerprint({"tfds_name": d["tfds_name"], "archive": d["archive"]["listing_sha256"]})
 
     def classes(self, name: str) -> list[int]:
-        """Canonical label indices the dataset has (in its training split, else any split)."""
+        """Canonical label indices a dataset has (in its training split, else any split); for a
+        model's name (study.names), the labels that every dataset it was trained on has."""
         from study.datasets.labels import label_index
 
-        splits = self.splits(name.removesuffix(RANDOM))
+        if name not in self.prepared["datasets"]:
+            return sorted(set.intersection(*(set(self.classes(d)) for d in parse(name).datasets)))
+        splits = self.splits(name)
         per_class = splits.get("train", next(iter(splits.values())))["per_class"]
         return sorted(label_index(c) for c in per_class)
 

@@ -23,10 +23,11 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from study import store
-from study.context import RANDOM, Context
+from study.context import Context
 from study.datasets.labels import CANONICAL
 from study.files import write_text_atomic
 from study.model import head_from_arrays, predict_logits
+from study.names import RANDOM, parse
 from study.store import eval_name, eval_path
 from study.units import fingerprint, is_done, mark_done
 
@@ -91,12 +92,19 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
 
 
 def units(ctx: Context, eval_datasets: list[str] | None = None):
+    """(model, R, seed, eval dataset, split, r) of every evaluation: every model on every test
+    split at every r <= R; the ablation on its own random test split at R; a few-shot model on
+    its target's test splits only. `eval_datasets` (a folder to score): not the ablation or the
+    few-shot models, which belong to the study's own datasets."""
     for train_ds, R, seed in store.models(ctx):
-        if train_ds.endswith(RANDOM):  # the ablation: its own random test split, at R
+        m = parse(train_ds)
+        if m.random:  # the ablation: its own random test split, at R
             if eval_datasets is None:
                 yield train_ds, R, seed, train_ds, "test", R
             continue
-        for eval_ds in eval_datasets or ctx.dataset_names:
+        if m.target and eval_datasets is not None:
+            continue
+        for eval_ds in [m.target] if m.target else eval_datasets or ctx.dataset_names:
             for split in ctx.preset.eval.splits:
                 if split in ctx.splits(eval_ds):
                     for r in ctx.preset.eval_resolutions_for(R):
@@ -136,7 +144,7 @@ def run_stage(ctx: Context, eval_datasets: list[str] | None = None, root: Path |
         s = score(y_true, y_pred, ctx.preset.eval.bootstrap, ctx.preset.eval.confidence, seed=0)
         info = {"train_dataset": train_ds, "train_res": R, "seed": seed, "eval_dataset": eval_ds,
                 "split": split, "eval_res": r, "labels": [CANONICAL[i] for i in classes],
-                "in_domain": train_ds == eval_ds}
+                "in_domain": eval_ds in parse(train_ds).sources}
         report = path.with_suffix(".txt")
         write_text_atomic(report, f"{train_ds}@{R} seed {seed} on {eval_ds}/{split} at r={r}\n\n{s['report_text']}")
         mark_done(path, spec, [report], **info, **s)

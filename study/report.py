@@ -20,7 +20,8 @@ from study.plots import curves, save_figure  # first: it selects matplotlib's Ag
 
 import matplotlib.pyplot as plt  # noqa: E402  isort:skip
 
-RANDOM = "+random"  # the ablation's suffix (study.context.RANDOM; not imported: no jax here)
+from study.names import RANDOM, model_names, parse  # noqa: E402
+
 # study.datasets.labels.CANONICAL, repeated so that the report imports no dataset code.
 CANONICAL = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + ("del", "nothing", "space")
 
@@ -54,17 +55,18 @@ def expected_units(out_dir: Path) -> tuple[dict, list[tuple], list[tuple]]:
     preset = get_preset(prepared["preset"])
     splits = {n: d["splits"] for n, d in prepared["datasets"].items()}
     names = [n for n in preset.datasets if n in splits]
-    trainable = [n for n in names if {"train", "validation"} <= set(splits[n])]
-    models = [(n, R) for R in preset.train_resolutions for n in trainable]
-    if not preset.train.finetune:
-        models += [(n + RANDOM, R) for R in preset.train_resolutions for n in preset.ablation if n in trainable]
+    labels = {n: set(splits[n]["train"]["per_class"]) for n in names if {"train", "validation"} <= set(splits[n])}
+    models = [(n, R) for R in preset.train_resolutions
+              for n in model_names(labels, multi_source=preset.multi_source, few_shot=preset.few_shot,
+                                   ablation=preset.ablation, finetune=preset.train.finetune)]
     rows = []
     for n, R in models:
-        rs = [R] + sorted((r for r in preset.eval_resolutions if r < R), reverse=True)
-        if n.endswith(RANDOM):
+        rs = preset.eval_resolutions_for(R)
+        m = parse(n)
+        if m.random:
             rows.append((n, R, n, R))
             continue
-        for e in names:
+        for e in [m.target] if m.target else names:
             for split in preset.eval.splits:
                 if split in splits[e]:
                     rows += [(n, R, e if split == "test" else f"{e}:{split}", r) for r in rs]
@@ -99,6 +101,17 @@ def _evals(out_dir: Path, train: str, R: int, eval_ds: str, r: int) -> list[dict
     return [json.loads(p.read_text()) for p in sorted((out_dir / "eval" / f"{train}@{R}").glob(f"seed*/{ds}.{split or 'test'}.r{r}.json"))]
 
 
+def kind(row: dict) -> str:
+    """single, multi-source, few-shot or ablation: what the row's model was trained on."""
+    return parse(row["train_dataset"]).kind
+
+
+def _figure_rows(rows: list[dict]) -> list[dict]:
+    """The models the comparison figures draw: one-dataset and multi-source (few-shot models
+    have their own figure, the ablation its own table)."""
+    return [r for r in rows if kind(r) in ("single", "multi-source")]
+
+
 # --- tables ----------------------------------------------------------------------------
 
 
@@ -110,7 +123,7 @@ def _cell(row: dict | None) -> str:
 
 def comparison(rows: list[dict]) -> tuple[list[str], list[str], dict]:
     """Row labels (train@R), column labels (eval@r) and cells of the cross-domain table."""
-    main = [r for r in rows if not r["train_dataset"].endswith(RANDOM)]
+    main = [r for r in rows if kind(r) != "ablation"]
     models = list(dict.fromkeys(f"{r['train_dataset']}@{r['train_res']}" for r in main))
     evals = list(dict.fromkeys(r["eval_dataset"] for r in main))
     res = sorted({r["eval_res"] for r in main}, reverse=True)
@@ -124,7 +137,8 @@ def table_markdown(rows: list[dict], confidence: float) -> str:
     lines = [
         f"Accuracy [{confidence * 100:g}% bootstrap interval] / macro-F1, mean over seeds. Rows: models (train dataset @ "
         "training resolution R); columns: test set @ test resolution r (images area-downsampled to "
-        "r and resized back to R; – where r > R). Across datasets only shared labels count.",
+        "r and resized back to R; – where r > R or not scored: a few-shot model is scored on its target only). "
+        "Across datasets only shared labels count.",
         "",
         "| model | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -174,7 +188,9 @@ def table_latex(rows: list[dict]) -> str:
 
 
 def training_curves(out_dir: Path, models: list[tuple], seeds, paper_dir: Path) -> list[Path]:
-    """Loss and accuracy per epoch of every model (all seeds overlaid), one row per model."""
+    """Loss and accuracy per epoch of every model but the few-shot ones (all seeds overlaid),
+    one row per model; each few-shot model's curves are its own curves.png."""
+    models = [(n, R) for n, R in models if parse(n).kind != "few-shot"]
     fig, axes = plt.subplots(len(models), 2, figsize=(9, 2.3 * len(models)), squeeze=False)
     for (name, R), row in zip(models, axes):
         for k, seed in enumerate(seeds):
@@ -188,7 +204,7 @@ def training_curves(out_dir: Path, models: list[tuple], seeds, paper_dir: Path) 
 
 def accuracy_vs_resolution(out_dir: Path, rows: list[dict], paper_dir: Path) -> list[Path]:
     """Accuracy against test resolution r, one panel per test set, one line per model; 95% CIs."""
-    main = [r for r in rows if not r["train_dataset"].endswith(RANDOM)]
+    main = _figure_rows(rows)
     evals = list(dict.fromkeys(r["eval_dataset"] for r in main))
     models = list(dict.fromkeys((r["train_dataset"], r["train_res"]) for r in main))
     fig, axes = plt.subplots(1, len(evals), figsize=(4.2 * len(evals), 3.6), squeeze=False, sharey=True)
@@ -202,7 +218,7 @@ def accuracy_vs_resolution(out_dir: Path, rows: list[dict], paper_dir: Path) -> 
             y = np.array([r["accuracy"] for _, r in pts])
             err = np.array([[r["accuracy"] - r["accuracy_ci_low"], r["accuracy_ci_high"] - r["accuracy"]] for _, r in pts]).T
             ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=f"{t}@{R}", color=f"C{k}",
-                        linestyle="-" if t == e.split(":")[0] else "--")
+                        linestyle="-" if e.split(":")[0] in parse(t).sources else "--")
             chance.append(1 / len(_evals(out_dir, t, R, e, pts[0][0])[0]["labels"]))
         if chance:
             ax.axhline(max(chance), color="grey", lw=1, ls=":", label="chance")
@@ -221,7 +237,7 @@ def accuracy_vs_resolution(out_dir: Path, rows: list[dict], paper_dir: Path) -> 
 
 def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
     """Accuracy of each train dataset (rows) on each test set (columns), at each model's own R."""
-    main = [r for r in rows if not r["train_dataset"].endswith(RANDOM) and r["eval_res"] == r["train_res"]]
+    main = [r for r in _figure_rows(rows) if r["eval_res"] == r["train_res"]]
     Rs = sorted({r["train_res"] for r in main})
     trains = list(dict.fromkeys(r["train_dataset"] for r in main))
     evals = list(dict.fromkeys(r["eval_dataset"] for r in main))
@@ -245,7 +261,7 @@ def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
 
 def per_letter_f1(out_dir: Path, rows: list[dict], paper_dir: Path) -> list[Path]:
     """F1 per label, in-domain and on each other test set (test splits, r = R, mean over seeds)."""
-    main = [r for r in rows if not r["train_dataset"].endswith(RANDOM) and ":" not in r["eval_dataset"]]
+    main = [r for r in _figure_rows(rows) if ":" not in r["eval_dataset"]]
     models = list(dict.fromkeys((r["train_dataset"], r["train_res"]) for r in main))
     fig, axes = plt.subplots(len(models), 1, figsize=(11, 2.4 * len(models)), squeeze=False)
     for ax, (t, R) in zip(axes[:, 0], models):
@@ -269,7 +285,7 @@ def cross_domain_confusions(out_dir: Path, rows: list[dict], paper_dir: Path) ->
     """Row-normalised confusion matrices of every cross-domain evaluation (test splits, r = R,
     summed over seeds)."""
     pairs = list(dict.fromkeys((r["train_dataset"], r["train_res"], r["eval_dataset"]) for r in rows
-                               if not r["train_dataset"].endswith(RANDOM) and ":" not in r["eval_dataset"]
+                               if kind(r) == "single" and ":" not in r["eval_dataset"]
                                and r["eval_dataset"] != r["train_dataset"]))
     if not pairs:
         fig = plt.figure(figsize=(4, 1))
@@ -295,6 +311,52 @@ def cross_domain_confusions(out_dir: Path, rows: list[dict], paper_dir: Path) ->
     return save_figure(fig, paper_dir, "cross_domain_confusions")
 
 
+def few_shot(out_dir: Path, rows: list[dict], paper_dir: Path) -> list[Path]:
+    """Target accuracy against k labelled target images per class (log scale), one line per
+    (source, R), on the target's test split at r = R with 95% intervals. k = 0 is the source's
+    own model, "all" the pair's multi-source model (the source and the whole target training
+    split); the dotted lines are the target-only models, the in-domain ceiling."""
+    shots = [r for r in rows if kind(r) == "few-shot" and ":" not in r["eval_dataset"] and r["eval_res"] == r["train_res"]]
+    targets = list(dict.fromkeys(r["eval_dataset"] for r in shots))
+    if not targets:
+        fig = plt.figure(figsize=(4, 1))
+        fig.text(0.5, 0.5, "no few-shot models (fewer than two datasets)", ha="center")
+        return save_figure(fig, paper_dir, "few_shot")
+    prepared = json.loads((out_dir / "datasets.json").read_text())["datasets"]
+    at_R = {(r["train_dataset"], r["train_res"], r["eval_dataset"]): r for r in rows
+            if r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]}
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.2 * len(targets), 3.8), squeeze=False, sharey=True)
+    for ax, target in zip(axes[0], targets):
+        train = prepared[target]["splits"]["train"]
+        x_all = train["images"] / len(train["per_class"])  # "all": the mean images per class
+        lines = list(dict.fromkeys((parse(r["train_dataset"]).sources[0], r["train_res"]) for r in shots if r["eval_dataset"] == target))
+        ks = sorted({parse(r["train_dataset"]).k for r in shots if r["eval_dataset"] == target})
+        for i, (source, R) in enumerate(lines):
+            pts = [(0.5, at_R.get((source, R, target)))]
+            pts += [(k, at_R.get((f"{source}+{k}shot({target})", R, target))) for k in ks]
+            union = [r for (t, RR, e), r in at_R.items() if RR == R and e == target and kind(r) == "multi-source"
+                     and set(parse(t).sources) == {source, target}]
+            pts += [(x_all, union[0] if union else None)]
+            pts = [(x, r) for x, r in pts if r is not None]
+            y = np.array([r["accuracy"] for _, r in pts])
+            err = np.array([[r["accuracy"] - r["accuracy_ci_low"], r["accuracy_ci_high"] - r["accuracy"]] for _, r in pts]).T
+            ax.errorbar([x for x, _ in pts], y, yerr=err, marker="o", ms=3, capsize=2, color=f"C{i}", label=f"from {source}@{R}")
+        for j, R in enumerate(dict.fromkeys(R for _, R in lines)):
+            ceiling = at_R.get((target, R, target))
+            if ceiling is not None:
+                ax.axhline(ceiling["accuracy"], color=str(0.2 + 0.35 * j), lw=1, ls=":", label=f"{target}@{R} alone (ceiling)")
+        ax.set_xscale("log")
+        ticks = [0.5, *ks, x_all]
+        ax.set_xticks(ticks, ["0", *map(str, ks), f"all ({x_all:.0f})"])
+        ax.minorticks_off()
+        ax.set(title=f"target: {target}", xlabel="labelled target images per class, k (log scale)", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("accuracy on the target's test split (r = R)")
+    fig.tight_layout()
+    return save_figure(fig, paper_dir, "few_shot")
+
+
 # --- the paper ---------------------------------------------------------------------------
 
 
@@ -305,7 +367,7 @@ def _f(x: float) -> str:
 def paper_numbers(info: dict, rows: list[dict], out_dir: Path) -> dict:
     """The values the paper states beyond the table, derived from the result files."""
     prepared, preset = info["prepared"], info["preset"]
-    main = [r for r in rows if not r["train_dataset"].endswith(RANDOM)]
+    main = [r for r in rows if kind(r) == "single"]
     in_domain = [r for r in main if r["eval_dataset"] == r["train_dataset"] and r["eval_res"] == r["train_res"]]
     cross = [r for r in main if r["eval_dataset"].split(":")[0] != r["train_dataset"] and r["eval_res"] == r["train_res"]
              and ":" not in r["eval_dataset"]]
@@ -430,6 +492,7 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     written += cross_domain_heatmap(rows, paper_dir)
     written += per_letter_f1(out_dir, rows, paper_dir)
     written += cross_domain_confusions(out_dir, rows, paper_dir)
+    written += few_shot(out_dir, rows, paper_dir)
     nums = paper_numbers(info, rows, out_dir)
     write_json_atomic(out_dir / "paper_numbers.json", nums)
     write_text_atomic(paper_dir / "paper.md", _paper(info, rows, nums, template))
@@ -439,5 +502,5 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     return written
 
 
-FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions)
-REPORT_VERSION = 3
+FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions, few_shot)
+REPORT_VERSION = 4

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from study.context import RANDOM, Context
+from study.context import Context
 from study.datasets.splits import random_deal
+from study.names import RANDOM, model_names
 from study.units import MissingArtefact, read_marker, require
 
 # Bump when the feature computation changes, so cached features are recomputed.
@@ -94,15 +95,17 @@ def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.nd
 
 
 def models(ctx: Context) -> list[tuple[str, int, int]]:
-    """(dataset, R, seed) of every model of the preset; `<dataset>+random` for the ablation."""
+    """(name, R, seed) of every model of the preset (names: study.names)."""
     p = ctx.preset
-    out = []
-    for R in p.train_resolutions:
-        names = [n for n in ctx.dataset_names if {"train", "validation"} <= set(ctx.splits(n))]
-        if not p.train.finetune:
-            names += [n + RANDOM for n in p.ablation if n in names]
-        out += [(name, R, seed) for name in names for seed in p.seeds]
-    return out
+    names = model_names(trainable_labels(ctx), multi_source=p.multi_source, few_shot=p.few_shot, ablation=p.ablation,
+                        finetune=p.train.finetune)
+    return [(name, R, seed) for R in p.train_resolutions for name in names for seed in p.seeds]
+
+
+def trainable_labels(ctx: Context) -> dict[str, set[str]]:
+    """The labels of each dataset a model can be trained on (it has train and validation splits)."""
+    return {n: set(ctx.splits(n)["train"]["per_class"]) for n in ctx.dataset_names
+            if {"train", "validation"} <= set(ctx.splits(n))}
 
 
 def model_dir(ctx: Context, dataset: str, R: int, seed: int) -> Path:

@@ -24,9 +24,11 @@ from flax import nnx
 
 from study import store
 from study.config import TrainConfig
-from study.context import RANDOM, Context
+from study.context import Context
 from study.datasets.labels import CANONICAL
+from study.datasets.splits import spread_draw
 from study.files import write_bytes_atomic, write_json_atomic
+from study.names import RANDOM, parse, skipped
 from study.model import SAVED, head_arrays, make_head, predict_logits, state_arrays, state_from_arrays
 from study.plots import plot_curves
 from study.units import is_done, mark_done
@@ -135,6 +137,13 @@ def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
         fps = {s: store.features_fingerprint(ctx, dataset.removesuffix(RANDOM), s, R, R) for s in store.ABLATION_SPLITS}
         return {"kind": "train", "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed,
                 "train": dataclasses.asdict(ctx.preset.train), "features": fps, "random_split_seed": store.RANDOM_SPLIT_SEED}
+    m = parse(dataset)
+    if m.kind != "single":  # multi-source and few-shot: several datasets' features, shared labels
+        fps = {f"{d}/{s}": store.features_fingerprint(ctx, d, s, R, R) for d in m.sources for s in ("train", "validation")}
+        if m.target:
+            fps[f"{m.target}/train"] = store.features_fingerprint(ctx, m.target, "train", R, R)
+        return {"kind": "train", "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed,
+                "train": dataclasses.asdict(ctx.preset.train), "features": fps, "classes": ctx.classes(dataset)}
     fps = {s: store.features_fingerprint(ctx, dataset, s, R, R) for s in ("train", "validation")}
     if ctx.preset.train.flip:
         fps["train_flip"] = store.features_fingerprint(ctx, dataset, "train", R, R, True)
@@ -142,8 +151,51 @@ def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
             "train": dataclasses.asdict(ctx.preset.train), "features": fps}
 
 
+def _shared(ctx: Context, dataset: str, split: str, R: int, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A split's cached features, only the rows whose label is in `classes`."""
+    x, y, _ = store.load_features(ctx, dataset, split, R, R)
+    keep = np.isin(y, classes)
+    return x[keep], y[keep]
+
+
+def combined_data(ctx: Context, name: str, R: int, seed: int) -> tuple[tuple, tuple, dict | None]:
+    """Training and validation data of a multi-source or few-shot model, and the few-shot draw.
+
+    Multi-source: the union of the sources' training (and validation) splits, labels
+    restricted to those every source has. Few-shot: the source's training split plus k images
+    per label of the target's training split, drawn per seed and spread over the target's
+    recording (study.datasets.splits.spread_draw); validation is the source's alone (a user
+    with k photos per letter has no validation set of the target). Budget: no forward pass,
+    only the head, a few seconds on 2 cores.
+    """
+    from study.datasets.build import read_index
+
+    m = parse(name)
+    classes = ctx.classes(name)
+    train = [_shared(ctx, d, "train", R, classes) for d in m.sources]
+    val = [_shared(ctx, d, "validation", R, classes) for d in m.sources]
+    draw = None
+    if m.target:
+        x, y, _ = store.load_features(ctx, m.target, "train", R, R)
+        index = read_index(ctx.builder(m.target))["train"]
+        if not np.array_equal(index["label"], y):
+            raise ValueError(f"{m.target}/train: cached features and the prepared dataset disagree; run features with --force")
+        eligible = np.flatnonzero(np.isin(y, classes))
+        picked = eligible[spread_draw(y[eligible], index["frame"][eligible], m.k, seed)]
+        train.append((x[picked], y[picked]))
+        per_label = {CANONICAL[c]: int((y[picked] == c).sum()) for c in classes}
+        draw = {"target": m.target, "k": m.k, "seed": seed, "images": len(picked), "per_label": per_label,
+                "short": {c: n for c, n in per_label.items() if n < m.k},  # labels with fewer than k images
+                "files": [str(index["file"][i]) for i in picked], "frames": [int(index["frame"][i]) for i in picked]}
+    cat = lambda parts: (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+    return cat(train), cat(val), draw
+
+
 def run_stage(ctx: Context) -> None:
     """Train every model of the preset that is not done (or whose files are damaged)."""
+    p = ctx.preset
+    for name in skipped(store.trainable_labels(ctx), multi_source=p.multi_source, few_shot=p.few_shot):
+        ctx.echo(f"{name}: skipped, its datasets share no label")
     for dataset, R, seed in store.models(ctx):
         d = store.model_dir(ctx, dataset, R, seed)
         spec = unit_spec(ctx, dataset, R, seed)
@@ -158,6 +210,11 @@ def run_stage(ctx: Context) -> None:
         if ctx.preset.train.finetune:
             model, history, backbone_sha = _finetune(ctx, dataset, R, seed)
             extra["backbone_sha256"] = backbone_sha
+        elif parse(dataset).kind in ("multi-source", "few-shot"):
+            (tx, ty), (vx, vy), draw = combined_data(ctx, dataset, R, seed)
+            if draw is not None:
+                write_json_atomic(d / "draw.json", draw)
+            model, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, None, ctx.echo, name)
         elif dataset.endswith(RANDOM):
             parts, _ = store.random_split(ctx, dataset, R)
             (tx, ty), (vx, vy) = parts["train"], parts["validation"]
@@ -172,6 +229,7 @@ def run_stage(ctx: Context) -> None:
         write_json_atomic(d / "history.json", {"model": name, "history": history, "best_epoch": best["epoch"]})
         plot_curves(history, d / "curves.png", title=name)
         files = [d / "head.npz", d / "history.json", d / "curves.png"] + ([d / "block5.npz"] if ctx.preset.train.finetune else [])
+        files += [d / "draw.json"] if (d / "draw.json").is_file() else []
         mark_done(d / "unit.json", spec, files, epochs=len(history), best_epoch=best["epoch"],
                   val_accuracy=best["val_accuracy"], seconds=round(time.perf_counter() - t0, 2), **extra)
         (d / "checkpoint.npz").unlink(missing_ok=True)

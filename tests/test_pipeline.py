@@ -80,11 +80,26 @@ def test_all_writes_models_evaluations_and_the_table(smoke):
     rows = read_table(smoke)
     assert list(rows[0]) == evaluate.TABLE_COLUMNS
     names = {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
-    assert {r["train_dataset"] for r in rows} == names | {"asl_alphabet+random"}
+    unions = {"asl_alphabet+synthetic_asl_alphabet+asl_photos", "asl_alphabet+synthetic_asl_alphabet",
+              "asl_alphabet+asl_photos", "synthetic_asl_alphabet+asl_photos"}
+    shots = {f"{a}+2shot({b})" for a in names for b in names if a != b}
+    assert {r["train_dataset"] for r in rows} == names | unions | shots | {"asl_alphabet+random"}
     assert {r["eval_dataset"] for r in rows} == names | {"asl_alphabet:kaggle_test", "asl_alphabet+random"}
     assert {r["eval_res"] for r in rows} == {"32", "16"}
-    # 3 models x (3 test splits + kaggle_test) x 2 degradations, and the ablation's one row
-    assert len(rows) == 3 * 4 * 2 + 1
+    # 3 + 4 models x (3 test splits + kaggle_test) x 2 degradations; each few-shot model on its
+    # target's test splits (asl_alphabet's two, the others' one) x 2; the ablation's one row
+    assert len(rows) == 7 * 4 * 2 + (2 * 2 + 4 * 1) * 2 + 1
+    for r in rows:
+        if "shot(" in r["train_dataset"]:
+            assert r["eval_dataset"].split(":")[0] == r["train_dataset"].split("(")[1].rstrip(")")
+    # the few-shot draw is saved with the model: k images per label of the target's training split
+    draw = json.loads((out / "models/asl_photos+2shot(asl_alphabet)@32/seed0/draw.json").read_text())
+    assert draw["k"] == 2 and set(draw["per_label"].values()) == {2} and len(draw["files"]) == 2 * 29
+    train_files = json.loads((out / "datasets.json").read_text())["datasets"]["asl_alphabet"]["splits"]["train"]["images"]
+    assert len(set(draw["files"])) == 58 < train_files
+    # labels shared by all sources only: Lexset has no del or space
+    e = json.loads((out / "eval/asl_alphabet+synthetic_asl_alphabet@32/seed0/asl_alphabet.test.r32.json").read_text())
+    assert "del" not in e["labels"] and "space" not in e["labels"] and len(e["labels"]) == 27
     ablation = [r for r in rows if r["train_dataset"] == "asl_alphabet+random"]
     assert [(r["eval_dataset"], r["eval_res"]) for r in ablation] == [("asl_alphabet+random", "32")]
     for name in names:
@@ -221,7 +236,11 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     printed = capsys.readouterr().out
     out = layout(smoke)["out"] / "score" / "my_photos"
     rows = list(csv.DictReader(open(out / "table.csv")))
-    assert {r["train_dataset"] for r in rows} == {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
+    # every model but the few-shot ones and the ablation, which belong to the study's datasets
+    assert {r["train_dataset"] for r in rows} == {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos",
+                                                  "asl_alphabet+synthetic_asl_alphabet+asl_photos",
+                                                  "asl_alphabet+synthetic_asl_alphabet", "asl_alphabet+asl_photos",
+                                                  "synthetic_asl_alphabet+asl_photos"}
     assert {r["eval_dataset"] for r in rows} == {"my_photos"} and {r["eval_res"] for r in rows} == {"32", "16"}
     ds = json.loads((out / "dataset.json").read_text())
     ok = sum(v == "ok" for v in expected.values())
@@ -294,7 +313,8 @@ def test_ablation_deals_the_same_images_at_random_into_splits_of_the_same_sizes(
 
 def test_report_writes_every_table_and_figure_from_the_results(smoke):
     paper = layout(smoke)["paper"]
-    for name in ("training_curves", "accuracy_vs_resolution", "cross_domain_heatmap", "per_letter_f1", "cross_domain_confusions"):
+    for name in ("training_curves", "accuracy_vs_resolution", "cross_domain_heatmap", "per_letter_f1", "cross_domain_confusions",
+                 "few_shot"):
         for ext in ("png", "pdf"):
             assert (paper / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
     assert (paper / "tables" / "comparison.tex").read_text().count(r"\\") >= 4
@@ -397,7 +417,7 @@ def test_a_missing_input_names_the_file_and_the_command_that_makes_it(smoke, tmp
     assert str(feats) in err and "python -m study.run features --preset smoke" in err
 
 
-def test_two_runs_at_once_never_collide(tmp_path):
+def test_two_runs_at_once_never_collide(smoke, tmp_path):
     """A second run on the same results folder stops at once and names the first; a run that
     shares only the prepared datasets waits for them; the first run's results are whole."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -422,7 +442,7 @@ def test_two_runs_at_once_never_collide(tmp_path):
     a = json.loads((layout(tmp_path)["out"] / "datasets.json").read_text())["datasets"]
     b = json.loads((tmp_path / "out-other" / "datasets.json").read_text())["datasets"]
     assert a == b
-    assert len(read_table(tmp_path)) == 3 * 4 * 2 + 1
+    assert read_table(tmp_path) == read_table(smoke)
     assert not holder.exists()
 
 

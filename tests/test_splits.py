@@ -6,6 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from study.datasets import splits
+from study.datasets.splits import spread_draw
 
 GUARD = 10
 
@@ -115,3 +116,22 @@ def test_hash_holdout_is_a_deterministic_order_free_fraction(names, fraction):
     assert sum(held) == expected
     rev = splits.hash_holdout(names[::-1], fraction)
     assert {n for n, h in zip(names, held) if h} == {n for n, h in zip(names[::-1], rev) if h}
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=120), st.integers(1, 12), st.integers(0, 5))
+def test_spread_draw_takes_k_per_label_one_from_each_stretch_of_the_recording(labels, k, seed):
+    labels = np.asarray(labels)
+    frames = np.random.default_rng(seed).permutation(len(labels)) * 7  # any order in the archive
+    picked = spread_draw(labels, frames, k, seed)
+    assert list(picked) == sorted(set(picked.tolist()))
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        mine = [i for i in picked if labels[i] == label]
+        assert len(mine) == min(k, len(idx))  # all there is, where a label has fewer than k
+        if len(idx) > k:  # one from each of the k runs of frames
+            ranks = np.argsort(np.argsort(frames[idx]))
+            rank_of = dict(zip(idx.tolist(), ranks.tolist()))
+            edges = np.linspace(0, len(idx), k + 1).round().astype(int)
+            runs = sorted(int(np.searchsorted(edges, rank_of[i], side="right")) - 1 for i in mine)
+            assert runs == list(range(k))
+    np.testing.assert_array_equal(picked, spread_draw(labels, frames, k, seed))  # seeded

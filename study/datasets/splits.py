@@ -108,3 +108,27 @@ def random_deal(sizes: Sequence[int], seed: int) -> list[np.ndarray]:
     perm = np.random.default_rng(seed).permutation(int(sum(sizes)))
     ends = np.cumsum(sizes)
     return [perm[e - n : e] for n, e in zip(sizes, ends)]
+
+
+def spread_draw(labels: Sequence[int], frames: Sequence[int], k: int, seed: int) -> np.ndarray:
+    """Indices of k images per label, spread over the recording (few-shot target data).
+
+    Each label's images are ranked by frame number (by position where there are no frame
+    numbers, -1) and cut into k runs of equal count; one image is drawn at random from each
+    run, so the k images never come from one stretch of video. A label with k or fewer images
+    gives all it has. Sorted indices into `labels`.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    labels_, frames_ = np.asarray(labels), np.asarray(frames)
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    for label in np.unique(labels_):
+        idx = np.flatnonzero(labels_ == label)
+        ranked = idx[np.argsort(frames_[idx], kind="stable")]
+        if len(ranked) <= k:
+            out += ranked.tolist()
+            continue
+        edges = np.linspace(0, len(ranked), k + 1).round().astype(int)
+        out += [int(ranked[rng.integers(a, b)]) for a, b in zip(edges[:-1], edges[1:])]
+    return np.sort(np.asarray(out, dtype=np.int64))
