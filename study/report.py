@@ -387,11 +387,77 @@ def paper_numbers(info: dict, rows: list[dict], out_dir: Path) -> dict:
                           "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]]} for r in cross],
         "degradation": degr,
         "ablation": ablation_rows(rows),
+        "multi_source": multi_source_rows(rows),
+        "few_shot": few_shot_rows(rows),
         "datasets": {n: {s: v["images"] for s, v in d["splits"].items()} | {"left_out": d["left_out_by_guard_band"]["images"]}
                      for n, d in prepared["datasets"].items()},
         "not_found": sorted(prepared.get("not_found", {})),
         "weights": {"source": weights["source"], "sha256": weights["source_sha256"], "parameters": weights["parameters"]},
     }
+
+
+def _at_R(rows: list[dict]) -> dict[tuple, dict]:
+    """Test-split rows at r = R by (model, R, eval dataset)."""
+    return {(r["train_dataset"], r["train_res"], r["eval_dataset"]): r for r in rows
+            if r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]}
+
+
+def multi_source_rows(rows: list[dict]) -> list[dict]:
+    """Each multi-source model on each of its sources' test splits (r = R), beside the model
+    trained on that source alone."""
+    at = _at_R(rows)
+    out = []
+    for (t, R, e), r in at.items():
+        if kind(r) == "multi-source" and e in parse(t).sources and (e, R, e) in at:
+            out.append({"model": f"{t}@{R}", "test": e, "accuracy": r["accuracy"], "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]],
+                        "alone": at[(e, R, e)]["accuracy"]})
+    return out
+
+
+def few_shot_rows(rows: list[dict]) -> list[dict]:
+    """Per (source, target, R): target accuracy (test split, r = R) with k = 0, each k, and
+    all target images, and the target-only model's."""
+    at = _at_R(rows)
+    out = {}
+    for (t, R, e), r in at.items():
+        m = parse(t)
+        if m.kind != "few-shot":
+            continue
+        key = (m.sources[0], e, R)
+        if key not in out:
+            union = [x for (u, RR, ee), x in at.items() if RR == R and ee == e and kind(x) == "multi-source"
+                     and set(parse(u).sources) == {m.sources[0], e}]
+            out[key] = {"source": m.sources[0], "target": e, "R": R, "k0": at.get((m.sources[0], R, e), {}).get("accuracy"),
+                        "shots": {}, "all": union[0]["accuracy"] if union else None,
+                        "target_alone": at.get((e, R, e), {}).get("accuracy")}
+        out[key]["shots"][str(m.k)] = r["accuracy"]
+    for v in out.values():
+        v["shots"] = dict(sorted(v["shots"].items(), key=lambda kv: int(kv[0])))
+    return list(out.values())
+
+
+def _remedies(nums: dict) -> str:
+    """The remedies' paragraph: every number read from `nums` (paper_numbers.json)."""
+    if not nums["multi_source"] and not nums["few_shot"]:
+        return "Not run in this preset (it needs two datasets that share labels)."
+    parts = []
+    if nums["multi_source"]:
+        parts.append("A head trained on the union of the datasets' training splits, against the head trained on one "
+                     "dataset, each on that dataset's test split at r = R (a union is scored on the labels all its "
+                     "sources have): " + "; ".join(
+                         f"{x['model']} on {x['test']} {_f(x['accuracy'])} [{_f(x['ci'][0])}, {_f(x['ci'][1])}] "
+                         f"(alone {_f(x['alone'])})" for x in nums["multi_source"]) + ".")
+    if nums["few_shot"]:
+        lines = []
+        for x in nums["few_shot"]:
+            steps = [f"{_f(x['k0'])} with none"] if x["k0"] is not None else []
+            steps += [f"{_f(a)} with {k}" for k, a in x["shots"].items()]
+            steps += [f"{_f(x['all'])} with all"] if x["all"] is not None else []
+            ceiling = f" (a model trained on {x['target']} alone: {_f(x['target_alone'])})" if x["target_alone"] is not None else ""
+            lines.append(f"from {x['source']}@{x['R']} to {x['target']}: " + ", ".join(steps) + ceiling)
+        parts.append("Adding k labelled target images per letter to the source's training split, the target's test "
+                     "accuracy (r = R) goes " + "; ".join(lines) + ".")
+    return " ".join(parts)
 
 
 def _paper(info: dict, rows: list[dict], nums: dict, template: str) -> str:
@@ -451,7 +517,7 @@ def _paper(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         "epochs": preset.train.epochs, "patience": preset.train.patience, "seeds": ", ".join(map(str, preset.seeds)),
         "train_res": ", ".join(map(str, preset.train_resolutions)), "eval_res": ", ".join(map(str, preset.eval_resolutions)),
         "bootstrap": preset.eval.bootstrap, "comparison_table": table_markdown(rows, preset.eval.confidence), "ablation": ablation,
-        "discussion": discussion, "limitations": limitations,
+        "discussion": discussion, "limitations": limitations, "remedies": _remedies(nums),
         "data_dir_hint": "../shared/data" if preset.name == "cpu" else "data",
     }
     return template.format_map(values)

@@ -322,6 +322,7 @@ def test_report_writes_every_table_and_figure_from_the_results(smoke):
     assert "asl_alphabet@32" in md and "Leakage ablation" in md
     text = (paper / "paper.md").read_text()
     assert "{" not in text  # every placeholder filled
+    assert "from asl_photos@32 to asl_alphabet:" in text and "figures/few_shot.png" in text  # the remedies
     # Every decimal number in the paper is one that a result file holds.
     results = "".join(p.read_text() for p in layout(smoke)["out"].glob("*.*") if p.suffix in (".json", ".csv"))
     numbers = set(re.findall(r"(?<![\w.])\d+\.\d+", text))
