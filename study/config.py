@@ -148,9 +148,9 @@ class Preset:
 
 
 # The study on the real subsets in ../shared/data (asl_alphabet, asl_photos; Lexset when present),
-# on 2 CPU cores: `all` took about 40 minutes from scratch (features 36, train 2.7, evaluate
-# and report under 1), almost all of it the VGG16 features: about 10 images/s at 128 px,
-# 40-60 at 64 px. The study of record (RECORD below).
+# on 2 CPU cores: `all` takes about 55 minutes from scratch (features 36, train 15 for 84
+# heads, evaluate 1, report under 1), most of it the VGG16 features: about 10 images/s at
+# 128 px, 40-60 at 64 px. The study of record (RECORD below).
 CPU = Preset(
     name="cpu",
     datasets=("asl_alphabet", "synthetic_asl_alphabet", "asl_photos"),
