@@ -73,6 +73,34 @@ def expected_units(out_dir: Path) -> tuple[dict, list[tuple], list[tuple]]:
     return {"preset": preset, "prepared": prepared}, models, rows
 
 
+def expected_separability(info: dict) -> list[tuple]:
+    """(dataset a, dataset b, R, r) of every domain-separability row (study.separability)."""
+    preset, prepared = info["preset"], info["prepared"]
+    if preset.train.finetune:
+        return []
+    splits = {n: d["splits"] for n, d in prepared["datasets"].items()}
+    usable = [n for n in preset.datasets if n in splits and {"train", "test"} <= set(splits[n])]
+    out = []
+    for i, a in enumerate(usable):
+        for b in usable[i + 1:]:
+            if set(splits[a]["train"]["per_class"]) & set(splits[b]["train"]["per_class"]):
+                out += [(a, b, R, r) for R in preset.train_resolutions for r in preset.eval_resolutions_for(R)]
+    return out
+
+
+def read_separability(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in ("R", "r", "n_train", "n_test"):
+            r[k] = int(r[k])
+        for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"):
+            r[k] = float(r[k])
+    return rows
+
+
 def check_complete(out_dir: Path) -> tuple[dict, list[tuple], list[dict]]:
     """Everything the report needs, or MissingResults naming each missing unit."""
     missing = []
@@ -88,6 +116,10 @@ def check_complete(out_dir: Path) -> tuple[dict, list[tuple], list[dict]]:
     rows = read_table(out_dir / "table.csv") if (out_dir / "table.csv").is_file() else []
     have = {(r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]) for r in rows}
     missing += [f"table row {t}@{R} on {e} at r={r}" for t, R, e, r in want if (t, R, e, r) not in have]
+    info["separability"] = read_separability(out_dir / "separability.csv")
+    have = {(r["dataset_a"], r["dataset_b"], r["R"], r["r"]) for r in info["separability"]}
+    missing += [f"separability of {a} and {b} at R={R}, r={r}" for a, b, R, r in expected_separability(info)
+                if (a, b, R, r) not in have]
     if missing:
         head = "\n  ".join(missing[:30])
         more = f"\n  ... and {len(missing) - 30} more" if len(missing) > 30 else ""
@@ -132,7 +164,7 @@ def comparison(rows: list[dict]) -> tuple[list[str], list[str], dict]:
     return models, cols, cells
 
 
-def table_markdown(rows: list[dict], confidence: float) -> str:
+def table_markdown(rows: list[dict], confidence: float, separability: list[dict] | None = None) -> str:
     models, cols, cells = comparison(rows)
     lines = [
         f"Accuracy [{confidence * 100:g}% bootstrap interval] / macro-F1, mean over seeds. Rows: models (train dataset @ "
@@ -149,6 +181,19 @@ def table_markdown(rows: list[dict], confidence: float) -> str:
         lines += ["", "Leakage ablation: the same images and seeds, split by frame blocks vs at random.", "",
                   "| dataset @ R | frame-block split | random split | inflation |", "|---|---|---|---|"]
         lines += [f"| {a['dataset']}@{a['R']} | {a['block']:.3f} | {a['random']:.3f} | {a['inflation']:+.3f} |" for a in abl]
+    if separability:
+        Rs = sorted({x["R"] for x in separability})
+        lines += ["", "Domain separability: accuracy [95% interval] of a linear classifier, trained on the training splits "
+                  "at R, telling the two datasets' test images apart at r (balanced per label; chance 0.5).", "",
+                  "| datasets @ R | " + " | ".join(f"r = {r}" for r in sorted({x["r"] for x in separability}, reverse=True)) + " |",
+                  "|---|" + "---|" * len({x["r"] for x in separability})]
+        rs = sorted({x["r"] for x in separability}, reverse=True)
+        for (a, b) in dict.fromkeys((x["dataset_a"], x["dataset_b"]) for x in separability):
+            for R in Rs:
+                cell = {x["r"]: x for x in separability if (x["dataset_a"], x["dataset_b"], x["R"]) == (a, b, R)}
+                lines.append(f"| {a} vs {b} @ {R} | " + " | ".join(
+                    f"{cell[r]['accuracy']:.3f} [{cell[r]['accuracy_ci_low']:.3f}, {cell[r]['accuracy_ci_high']:.3f}]"
+                    if r in cell else "–" for r in rs) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -388,6 +433,9 @@ def paper_numbers(info: dict, rows: list[dict], out_dir: Path) -> dict:
         "degradation": degr,
         "ablation": ablation_rows(rows),
         "multi_source": multi_source_rows(rows),
+        "separability": [{"datasets": [x["dataset_a"], x["dataset_b"]], "R": x["R"], "accuracy": x["accuracy"],
+                          "ci": [x["accuracy_ci_low"], x["accuracy_ci_high"]]}
+                         for x in info["separability"] if x["r"] == x["R"]],
         "few_shot": few_shot_rows(rows),
         "datasets": {n: {s: v["images"] for s, v in d["splits"].items()} | {"left_out": d["left_out_by_guard_band"]["images"]}
                      for n, d in prepared["datasets"].items()},
@@ -486,7 +534,20 @@ def _paper(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         f"{r['train_dataset']}@{r['train_res']} {_f(r['accuracy'])} (n = {r['n']})" for r in kaggle)
         + ": far above the frame-block test split. So few images, of the same signer and room, say little about "
         "generalisation; the frame-block test split is the in-domain measure.")
-    discussion = (f"In-domain test accuracy at the training resolution (r = R): {ind}. Cross-domain accuracy at r = R: {cro}. "
+    sep = "; ".join(f"{x['datasets'][0]} vs {x['datasets'][1]} at R = {x['R']}: {_f(x['accuracy'])} "
+                    f"[{_f(x['ci'][0])}, {_f(x['ci'][1])}]" for x in nums["separability"])
+    sep_text = ""
+    if sep:
+        sep_text = (" Why: a linear classifier trained on the frozen features of the training splits tells the "
+                    f"datasets' test images apart (balanced per letter, chance 0.5) with accuracy {sep}.")
+        lowest = min(x["ci"][0] for x in nums["separability"])
+        best_cross = max((x["accuracy"] for x in nums["cross_domain"]), default=None)
+        if best_cross is not None and lowest > best_cross:
+            sep_text += (f" Even the lowest interval bound of these ({_f(lowest)}) lies above the best cross-domain "
+                         f"accuracy ({_f(best_cross)}): the features say which dataset an image comes from far more "
+                         "reliably than a letter classifier carries its letters from one dataset to another.")
+    discussion = (f"In-domain test accuracy at the training resolution (r = R): {ind}. Cross-domain accuracy at r = R: {cro}."
+                  f"{sep_text} "
                   f"Lowering the test resolution moves in-domain accuracy {deg}. Compare rows of the same training set "
                   "to see the effect of the training resolution R, and the columns of one test set to see the effect of "
                   "the test resolution r." + kaggle_text)
@@ -516,7 +577,7 @@ def _paper(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         "lr": f"{preset.train.learning_rate:g}", "wd": f"{preset.train.weight_decay:g}", "batch": preset.train.batch_size,
         "epochs": preset.train.epochs, "patience": preset.train.patience, "seeds": ", ".join(map(str, preset.seeds)),
         "train_res": ", ".join(map(str, preset.train_resolutions)), "eval_res": ", ".join(map(str, preset.eval_resolutions)),
-        "bootstrap": preset.eval.bootstrap, "comparison_table": table_markdown(rows, preset.eval.confidence), "ablation": ablation,
+        "bootstrap": preset.eval.bootstrap, "comparison_table": table_markdown(rows, preset.eval.confidence, info["separability"]), "ablation": ablation,
         "discussion": discussion, "limitations": limitations, "remedies": _remedies(nums),
         "data_dir_hint": "../shared/data" if preset.name == "cpu" else "data",
     }
@@ -537,6 +598,7 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     # The report's inputs, by content: unchanged inputs and present outputs mean nothing to do.
     h = hashlib.sha256(template.encode())
     inputs = [out_dir / n for n in ("table.csv", "datasets.json", "weights.json")]
+    inputs += [out_dir / "separability.csv"] if (out_dir / "separability.csv").is_file() else []
     inputs += sorted((out_dir / "models").glob("*/seed*/history.json")) + sorted((out_dir / "eval").rglob("*.json"))
     for p in inputs:
         h.update(p.read_bytes())
@@ -549,7 +611,7 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
         echo(f"report: up to date ({paper_dir / 'paper.md'})")
         return []
     written = []
-    write_text_atomic(out_dir / "table.md", table_markdown(rows, info["preset"].eval.confidence))
+    write_text_atomic(out_dir / "table.md", table_markdown(rows, info["preset"].eval.confidence, info["separability"]))
     (paper_dir / "tables").mkdir(parents=True, exist_ok=True)
     write_text_atomic(paper_dir / "tables" / "comparison.tex", table_latex(rows))
     written += [out_dir / "table.md", paper_dir / "tables" / "comparison.tex"]

@@ -82,13 +82,15 @@ def stage_train(ctx, args) -> None:
 
 
 def stage_evaluate(ctx, args) -> None:
-    from study import evaluate, features
+    from study import evaluate, features, separability
 
     tuned = features.finetuned_units(ctx)  # fine-tuned models are scored from their own backbone's features
     if tuned:
         features.run_stage(ctx, tuned, ctx.out_dir / "features_finetuned.json")
     rows = evaluate.run_stage(ctx)
     ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
+    if not ctx.preset.train.finetune:  # a diagnostic of the frozen features
+        separability.run_stage(ctx)
 
 
 def stage_score(ctx, args) -> None:

@@ -24,11 +24,12 @@ def test_readme_split_table_matches_results_cpu_datasets_json():
 
 def test_committed_table_md_is_what_report_makes_from_the_committed_csv():
     from study.config import get_preset
-    from study.report import read_table, table_markdown
+    from study.report import read_separability, read_table, table_markdown
 
     out = REPO / "results" / "cpu"
     preset = get_preset(json.loads((out / "datasets.json").read_text())["preset"])
-    assert (out / "table.md").read_text() == table_markdown(read_table(out / "table.csv"), preset.eval.confidence)
+    assert (out / "table.md").read_text() == table_markdown(read_table(out / "table.csv"), preset.eval.confidence,
+                                                           read_separability(out / "separability.csv"))
 
 
 def test_readme_headline_table_is_the_committed_table_md():

@@ -124,7 +124,7 @@ def test_second_all_does_no_work(smoke):
     assert run.main(args(smoke)) == 0
     assert time.perf_counter() - t0 < 30
     after = outputs(smoke)
-    changed = [k for k in after if before.get(k) != after[k] and not k.endswith(("table.csv", "features.json", "datasets.json", "weights.json"))]
+    changed = [k for k in after if before.get(k) != after[k] and not k.endswith(("table.csv", "separability.csv", "features.json", "datasets.json", "weights.json"))]
     assert changed == []
 
 
@@ -416,6 +416,24 @@ def test_a_missing_input_names_the_file_and_the_command_that_makes_it(smoke, tmp
     assert run.main(["train", *cmd]) == 2
     err = capsys.readouterr().err
     assert str(feats) in err and "python -m study.run features --preset smoke" in err
+
+
+def test_domain_separability_is_balanced_leak_free_and_in_the_report(smoke):
+    from study.report import read_separability
+    from study.separability import balanced
+
+    rows = read_separability(layout(smoke)["out"] / "separability.csv")
+    assert {(r["dataset_a"], r["dataset_b"]) for r in rows} == {
+        ("asl_alphabet", "synthetic_asl_alphabet"), ("asl_alphabet", "asl_photos"), ("synthetic_asl_alphabet", "asl_photos")}
+    assert {(r["R"], r["r"]) for r in rows} == {(32, 32), (32, 16)}
+    for r in rows:
+        assert r["n_test"] % 2 == 0 and r["n_train"] % 2 == 0  # as many images from each side
+        assert 0 <= r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"] <= 1
+    y_a, y_b = np.array([0, 0, 0, 1, 2, 2]), np.array([0, 1, 1, 1, 3])
+    ia, ib = balanced(y_a, y_b, [0, 1], seed=0)
+    assert sorted(y_a[ia]) == sorted(y_b[ib]) == [0, 1]
+    assert "Domain separability" in (layout(smoke)["out"] / "table.md").read_text()
+    assert "tells the datasets' test images apart" in (layout(smoke)["paper"] / "paper.md").read_text()
 
 
 def test_two_runs_at_once_never_collide(smoke, tmp_path):
