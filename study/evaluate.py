@@ -28,6 +28,7 @@ from study.datasets.labels import CANONICAL
 from study.files import write_text_atomic
 from study.model import head_from_arrays, predict_logits
 from study.names import RANDOM, parse
+from study.stats import bootstrap_counts
 from study.store import eval_name, eval_path
 from study.units import fingerprint, is_done, mark_done
 
@@ -54,14 +55,6 @@ def macro_f1_weighted(y_true: np.ndarray, y_pred: np.ndarray, w_BxN: np.ndarray,
     denom = 2 * tp + fp + fn
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     return f1.mean(axis=1)
-
-
-def bootstrap_counts(n: int, B: int, seed: int) -> np.ndarray:
-    """B x n resample counts (how often each image is drawn), from a seeded generator."""
-    idx = np.random.default_rng(seed).integers(0, n, size=(B, n))
-    counts = np.zeros((B, n), np.float64)
-    np.add.at(counts, (np.arange(B)[:, None], idx), 1)
-    return counts
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, seed: int = 0) -> dict:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from study.plots import curves, save_figure  # first: it selects matplotlib's Agg backend
+from study.stats import paired_difference
 
 import matplotlib.pyplot as plt  # noqa: E402  isort:skip
 
@@ -432,11 +433,11 @@ def paper_numbers(info: dict, rows: list[dict], out_dir: Path) -> dict:
                           "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]]} for r in cross],
         "degradation": degr,
         "ablation": ablation_rows(rows),
-        "multi_source": multi_source_rows(rows),
+        "multi_source": multi_source_rows(rows, out_dir, preset),
         "separability": [{"datasets": [x["dataset_a"], x["dataset_b"]], "R": x["R"], "accuracy": x["accuracy"],
                           "ci": [x["accuracy_ci_low"], x["accuracy_ci_high"]]}
                          for x in info["separability"] if x["r"] == x["R"]],
-        "few_shot": few_shot_rows(rows),
+        "few_shot": few_shot_rows(rows, out_dir, preset),
         "datasets": {n: {s: v["images"] for s, v in d["splits"].items()} | {"left_out": d["left_out_by_guard_band"]["images"]}
                      for n, d in prepared["datasets"].items()},
         "not_found": sorted(prepared.get("not_found", {})),
@@ -450,21 +451,36 @@ def _at_R(rows: list[dict]) -> dict[tuple, dict]:
             if r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]}
 
 
-def multi_source_rows(rows: list[dict]) -> list[dict]:
+def paired_gain(out_dir: Path, preset, model: str, baseline: str, R: int, eval_ds: str) -> dict | None:
+    """Accuracy of `model` minus `baseline` on the same test images (r = R), each the mean over
+    seeds, with the interval over the table's bootstrap resamples (DESIGN.md section 6); None
+    where the two were scored on different images (other shared labels)."""
+    def correct(name):
+        evs = _evals(out_dir, name, R, eval_ds, R)
+        return np.stack([np.asarray(e["y_true"]) == np.asarray(e["y_pred"]) for e in evs]).astype(float), evs[0]["y_true"]
+
+    (ca, ya), (cb, yb) = correct(model), correct(baseline)
+    if ya != yb:
+        return None
+    gain, ci = paired_difference(ca, cb, preset.eval.bootstrap, preset.eval.confidence)
+    return {"gain": gain, "ci": ci}
+
+
+def multi_source_rows(rows: list[dict], out_dir: Path, preset) -> list[dict]:
     """Each multi-source model on each of its sources' test splits (r = R), beside the model
-    trained on that source alone."""
+    trained on that source alone, with the paired difference."""
     at = _at_R(rows)
     out = []
     for (t, R, e), r in at.items():
         if kind(r) == "multi-source" and e in parse(t).sources and (e, R, e) in at:
             out.append({"model": f"{t}@{R}", "test": e, "accuracy": r["accuracy"], "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]],
-                        "alone": at[(e, R, e)]["accuracy"]})
+                        "alone": at[(e, R, e)]["accuracy"], "difference": paired_gain(out_dir, preset, t, e, R, e)})
     return out
 
 
-def few_shot_rows(rows: list[dict]) -> list[dict]:
+def few_shot_rows(rows: list[dict], out_dir: Path, preset) -> list[dict]:
     """Per (source, target, R): target accuracy (test split, r = R) with k = 0, each k, and
-    all target images, and the target-only model's."""
+    all target images, and the target-only model's; the gain of the largest k over k = 0."""
     at = _at_R(rows)
     out = {}
     for (t, R, e), r in at.items():
@@ -481,7 +497,20 @@ def few_shot_rows(rows: list[dict]) -> list[dict]:
         out[key]["shots"][str(m.k)] = r["accuracy"]
     for v in out.values():
         v["shots"] = dict(sorted(v["shots"].items(), key=lambda kv: int(kv[0])))
+        k_max = list(v["shots"])[-1]
+        v["k_max"] = int(k_max)
+        v["gain_k_max"] = (paired_gain(out_dir, preset, f"{v['source']}+{k_max}shot({v['target']})", v["source"], v["R"], v["target"])
+                           if v["k0"] is not None else None)
     return list(out.values())
+
+
+def _difference(d: dict | None) -> str:
+    """", difference +0.012 [-0.004, 0.028], no clear difference": the words follow the interval."""
+    if d is None:
+        return ""
+    lo, hi = d["ci"]
+    verdict = "higher" if lo > 0 else "lower" if hi < 0 else "no clear difference (the interval includes 0)"
+    return f", paired difference {d['gain']:+.3f} [{lo:+.3f}, {hi:+.3f}]: {verdict}"
 
 
 def _remedies(nums: dict) -> str:
@@ -494,7 +523,7 @@ def _remedies(nums: dict) -> str:
                      "dataset, each on that dataset's test split at r = R (a union is scored on the labels all its "
                      "sources have): " + "; ".join(
                          f"{x['model']} on {x['test']} {_f(x['accuracy'])} [{_f(x['ci'][0])}, {_f(x['ci'][1])}] "
-                         f"(alone {_f(x['alone'])})" for x in nums["multi_source"]) + ".")
+                         f"(alone {_f(x['alone'])}{_difference(x['difference'])})" for x in nums["multi_source"]) + ".")
     if nums["few_shot"]:
         lines = []
         for x in nums["few_shot"]:
@@ -502,7 +531,8 @@ def _remedies(nums: dict) -> str:
             steps += [f"{_f(a)} with {k}" for k, a in x["shots"].items()]
             steps += [f"{_f(x['all'])} with all"] if x["all"] is not None else []
             ceiling = f" (a model trained on {x['target']} alone: {_f(x['target_alone'])})" if x["target_alone"] is not None else ""
-            lines.append(f"from {x['source']}@{x['R']} to {x['target']}: " + ", ".join(steps) + ceiling)
+            gain = (f"; {x['k_max']} per letter against none{_difference(x['gain_k_max'])}" if x["gain_k_max"] else "")
+            lines.append(f"from {x['source']}@{x['R']} to {x['target']}: " + ", ".join(steps) + ceiling + gain)
         parts.append("Adding k labelled target images per letter to the source's training split, the target's test "
                      "accuracy (r = R) goes " + "; ".join(lines) + ".")
     return " ".join(parts)
@@ -631,4 +661,4 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
 
 
 FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions, few_shot)
-REPORT_VERSION = 4
+REPORT_VERSION = 5
