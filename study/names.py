@@ -93,3 +93,11 @@ def _models(labels, multi_source, few_shot, ablation, finetune) -> tuple[list[st
         (names if shared(ds) else left_out).append(name)
     names += [n + RANDOM for n in ablation if n in trainable]
     return names, left_out
+
+
+def dataset_pairs(labels: dict[str, set[str]]) -> list[tuple[str, str, list[str]]]:
+    """Every pair of datasets (in the given order) with the labels they share; pairs sharing
+    none are left out. Used by the domain-separability diagnostic and by the report."""
+    names = list(labels)
+    return [(a, b, sorted(set(labels[a]) & set(labels[b]))) for i, a in enumerate(names) for b in names[i + 1:]
+            if set(labels[a]) & set(labels[b])]

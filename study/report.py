@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from study.plots import curves, save_figure  # first: it selects matplotlib's Agg backend
+from study.names import RANDOM, dataset_pairs, model_names, parse
+from study.plots import curves, save_figure  # before pyplot: it selects matplotlib's Agg backend
 from study.stats import paired_difference
 
 import matplotlib.pyplot as plt  # noqa: E402  isort:skip
-
-from study.names import RANDOM, model_names, parse  # noqa: E402
 
 # study.datasets.labels.CANONICAL, repeated so that the report imports no dataset code.
 CANONICAL = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + ("del", "nothing", "space")
@@ -80,13 +79,10 @@ def expected_separability(info: dict) -> list[tuple]:
     if preset.train.finetune:
         return []
     splits = {n: d["splits"] for n, d in prepared["datasets"].items()}
-    usable = [n for n in preset.datasets if n in splits and {"train", "test"} <= set(splits[n])]
-    out = []
-    for i, a in enumerate(usable):
-        for b in usable[i + 1:]:
-            if set(splits[a]["train"]["per_class"]) & set(splits[b]["train"]["per_class"]):
-                out += [(a, b, R, r) for R in preset.train_resolutions for r in preset.eval_resolutions_for(R)]
-    return out
+    labels = {n: set(splits[n]["train"]["per_class"]) for n in preset.datasets
+              if n in splits and {"train", "test"} <= set(splits[n])}
+    return [(a, b, R, r) for a, b, _ in dataset_pairs(labels)
+            for R in preset.train_resolutions for r in preset.eval_resolutions_for(R)]
 
 
 def read_separability(path: Path) -> list[dict]:
@@ -183,14 +179,12 @@ def table_markdown(rows: list[dict], confidence: float, separability: list[dict]
                   "| dataset @ R | frame-block split | random split | inflation |", "|---|---|---|---|"]
         lines += [f"| {a['dataset']}@{a['R']} | {a['block']:.3f} | {a['random']:.3f} | {a['inflation']:+.3f} |" for a in abl]
     if separability:
-        Rs = sorted({x["R"] for x in separability})
+        rs = sorted({x["r"] for x in separability}, reverse=True)
         lines += ["", "Domain separability: accuracy [95% interval] of a linear classifier, trained on the training splits "
                   "at R, telling the two datasets' test images apart at r (balanced per label; chance 0.5).", "",
-                  "| datasets @ R | " + " | ".join(f"r = {r}" for r in sorted({x["r"] for x in separability}, reverse=True)) + " |",
-                  "|---|" + "---|" * len({x["r"] for x in separability})]
-        rs = sorted({x["r"] for x in separability}, reverse=True)
+                  "| datasets @ R | " + " | ".join(f"r = {r}" for r in rs) + " |", "|---|" + "---|" * len(rs)]
         for (a, b) in dict.fromkeys((x["dataset_a"], x["dataset_b"]) for x in separability):
-            for R in Rs:
+            for R in sorted({x["R"] for x in separability}):
                 cell = {x["r"]: x for x in separability if (x["dataset_a"], x["dataset_b"], x["R"]) == (a, b, R)}
                 lines.append(f"| {a} vs {b} @ {R} | " + " | ".join(
                     f"{cell[r]['accuracy']:.3f} [{cell[r]['accuracy_ci_low']:.3f}, {cell[r]['accuracy_ci_high']:.3f}]"

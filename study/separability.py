@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +28,9 @@ from sklearn.preprocessing import StandardScaler
 
 from study import store
 from study.context import Context
-from study.datasets.labels import CANONICAL
+from study.datasets.labels import CANONICAL, label_index
 from study.files import write_text_atomic
+from study.names import dataset_pairs
 from study.units import is_done, mark_done, read_marker
 
 # Bump when the diagnostic changes what it produces.
@@ -53,13 +53,9 @@ def balanced(y_a: np.ndarray, y_b: np.ndarray, classes: list[int], seed: int) ->
 
 def pairs(ctx: Context) -> list[tuple[str, str, list[int]]]:
     """Every pair of the preset's datasets (train and test splits) with the labels they share."""
-    usable = [n for n in ctx.dataset_names if {"train", "test"} <= set(ctx.splits(n))]
-    out = []
-    for a, b in itertools.combinations(usable, 2):
-        shared = sorted(set(ctx.classes(a)) & set(ctx.classes(b)))
-        if shared:
-            out.append((a, b, shared))
-    return out
+    labels = {n: set(ctx.splits(n)["train"]["per_class"]) for n in ctx.dataset_names
+              if {"train", "test"} <= set(ctx.splits(n))}
+    return [(a, b, sorted(label_index(c) for c in shared)) for a, b, shared in dataset_pairs(labels)]
 
 
 def unit_path(ctx: Context, a: str, b: str, R: int, r: int) -> Path:

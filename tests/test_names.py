@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from study.names import Model, model_names, parse, skipped
+from study.names import Model, dataset_pairs, model_names, parse, skipped
 
 ASL = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"del", "nothing", "space"}
 LEX = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"nothing"}
@@ -40,3 +40,8 @@ def test_datasets_without_a_shared_label_make_no_model_together():
 
 def test_fine_tuning_trains_single_dataset_models_only():
     assert model_names({"a": ASL, "b": ASL}, multi_source=True, few_shot=(1,), ablation=("a",), finetune=True) == ["a", "b"]
+
+
+def test_dataset_pairs_share_labels_or_are_left_out():
+    pairs = dataset_pairs({"a": {"A", "B"}, "b": {"B", "C"}, "c": {"D"}})
+    assert pairs == [("a", "b", ["B"])]
