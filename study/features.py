@@ -1,4 +1,4 @@
-"""Frozen-backbone features: computed once per (weights, dataset split, R, r, flip), cached.
+"""Frozen-backbone features: computed once per (weights, dataset split, R, r, flip, view), cached.
 
 The backbone is frozen, so each image needs exactly one VGG16 forward pass per model
 resolution R and test-time degradation r; every head is then trained and scored from the
@@ -8,8 +8,12 @@ for r < R, area-downsampled to r x r and resized back to R (bilinear): the resol
 degradation. Batches have one fixed shape (the last is padded), so each R compiles once, and
 are sharded over all local devices along the batch axis (jax.sharding), parameters
 replicated. Features stream to a memory-mapped file, so memory stays flat as datasets grow.
-Where units live and what identifies them is study.store's; a unit is computed under a lock
-of its own, so that two runs sharing a cache never write the same unit at once.
+At the resolutions where block 5 is fine-tuned, the same pass also keeps each image's
+block-4 maps (the input of block 5), so that `<dataset>/ft5` models train on them and are
+scored from them (`compute_from_maps`) without a second pass through blocks 1-4. Augmented
+views (study.augment) are units of their own, one forward pass each. Where units live and
+what identifies them is study.store's; a unit is computed under a lock of its own, so that
+two runs sharing a cache never write the same unit at once.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
@@ -31,14 +36,16 @@ from study import weights as weights_lib
 from study.context import Context
 from study.datasets.images import model_input
 from study.files import held, write_json_atomic
-from study.model import VGG16Backbone
+from study.model import MAPS_BATCH, Block5, VGG16Backbone
+from study.names import FT5, parse, remedies
+from study.store import Unit
 from study.units import is_done, mark_done, read_marker
 
 
 class Extractor:
     """Pooled VGG16 features of fixed-size batches, sharded over every local device."""
 
-    def __init__(self, weights: weights_lib.Weights, batch: int, width: float = 1.0):
+    def __init__(self, weights: weights_lib.Weights, batch: int, width: float = 1.0, maps: bool = False):
         if width == 1.0:
             backbone = weights_lib.apply(nnx.eval_shape(lambda: VGG16Backbone(rngs=nnx.Rngs(0))), weights)
         else:  # the tiny VGG of the tests: random weights, nothing to load
@@ -51,14 +58,13 @@ class Extractor:
         replicated = NamedSharding(mesh, P())
         graphdef, state = nnx.split(backbone)
         self._state = jax.device_put(state, replicated)
-        self._fn = jax.jit(
-            lambda s, x: nnx.merge(graphdef, s)(x),
-            in_shardings=(replicated, self._data),
-            out_shardings=self._data,
-        )
+        self.maps = maps  # also return the block-4 maps the features were computed from
+        fn = (lambda s, x: nnx.merge(graphdef, s).features_and_maps(x)) if maps else (lambda s, x: nnx.merge(graphdef, s)(x))
+        self._fn = jax.jit(fn, in_shardings=(replicated, self._data), out_shardings=self._data)
 
     def submit(self, x_BxRxRx3: np.ndarray) -> tuple[jax.Array, int]:
-        """Start a batch (padded to the fixed size); returns the future and the real count."""
+        """Start a batch (padded to the fixed size); returns the future (features, or features
+        and maps) and the real count."""
         n = len(x_BxRxRx3)
         if n < self.batch:
             x_BxRxRx3 = np.concatenate([x_BxRxRx3, np.zeros((self.batch - n,) + x_BxRxRx3.shape[1:], np.float32)])
@@ -66,90 +72,150 @@ class Extractor:
 
     def __call__(self, x_BxRxRx3: np.ndarray) -> np.ndarray:
         out, n = self.submit(x_BxRxRx3)
-        return np.asarray(out)[:n]
+        return np.asarray(out[0] if self.maps else out)[:n]
 
 
-def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, desc: str) -> dict:
-    """Features of every record of `source` into `out/feats.npy` (+ labels), then the marker."""
+def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, desc: str, view=None) -> dict:
+    """Features of every record of `source` into `out/feats.npy` (+ labels, + block-4 maps when
+    the extractor returns them), then the marker. `view(images, indices)`: an augmentation."""
     n = len(source)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "feats.npy.partial"
-    feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, extractor.features_dim))
-    labels = np.empty(n, np.int64)
+    names = ["feats.npy"] + (["maps.npy"] if extractor.maps else [])
+    arrays = []
     R, r, flip = spec["R"], spec["r"], spec["flip"]
     t0 = time.perf_counter()
     pending = None
+
+    def write(s, fut, m):
+        outs = fut if extractor.maps else (fut,)
+        if not arrays:  # shapes known from the first batch
+            arrays.extend(np.lib.format.open_memmap(out / (f + ".partial"), mode="w+", dtype=np.float32, shape=(n,) + o.shape[1:])
+                          for f, o in zip(names, outs))
+        for a, o in zip(arrays, outs):
+            a[s : s + m] = np.asarray(o)[:m]
+        bar.update(m)
+
+    labels = np.empty(n, np.int64)
     with tqdm(total=n, desc=desc, unit="img", leave=False, disable=None) as bar:
         for start in range(0, n, extractor.batch):
             idx = list(range(start, min(n, start + extractor.batch)))
             records = source.__getitems__(idx)
             x = np.stack([model_input(rec["image"], R, r, flip) for rec in records])
+            if view is not None:
+                x = view(x, np.asarray(idx))
             labels[start : start + len(idx)] = [rec["label"] for rec in records]
             job = (start, *extractor.submit(x))  # runs while the next batch is decoded
             if pending is not None:
-                s, fut, m = pending
-                feats[s : s + m] = np.asarray(fut)[:m]
-                bar.update(m)
+                write(*pending)
             pending = job
         if pending is not None:
-            s, fut, m = pending
-            feats[s : s + m] = np.asarray(fut)[:m]
-            bar.update(m)
+            write(*pending)
     seconds = time.perf_counter() - t0
-    feats.flush()
-    del feats
+    if n == 0:  # an empty split: empty arrays of the right width
+        for f, shape in zip(names, [(0, extractor.features_dim), (0, 0, 0, extractor.features_dim)]):
+            with open(out / (f + ".partial"), "wb") as fh:
+                np.save(fh, np.zeros(shape, np.float32))
+    for a in arrays:
+        a.flush()
+    del arrays[:]
     np.save(out / "labels.npy", labels)
-    tmp.rename(out / "feats.npy")
+    for f in names:
+        (out / (f + ".partial")).rename(out / f)
     rate = n / seconds if seconds > 0 else float("nan")
-    mark_done(out / "unit.json", spec, [out / "feats.npy", out / "labels.npy"], images=n, seconds=round(seconds, 2), images_per_second=round(rate, 2),
-              devices=jax.device_count(), backend=jax.default_backend())
+    mark_done(out / "unit.json", spec, [out / f for f in names] + [out / "labels.npy"], images=n, seconds=round(seconds, 2),
+              images_per_second=round(rate, 2), devices=jax.device_count(), backend=jax.default_backend())
     return read_marker(out / "unit.json")
 
 
-_extractors: dict[tuple[str, int], Extractor] = {}
+def compute_from_maps(ctx: Context, unit: Unit, out: Path, spec: dict) -> dict:
+    """A fine-tuned block 5's features of a unit, from the prepared backbone's cached block-4
+    maps of the same images: block 5 only, about 9% of a forward pass."""
+    train_ds, R, seed, _ = unit.model
+    maps, labels = store.load_maps(ctx, unit.dataset, unit.split, unit.R, unit.r)
+    block5 = _block5(ctx, train_ds, R, seed)
+    t0 = time.perf_counter()
+    feats = np.concatenate([_block5_features(block5, jnp.asarray(_padded(maps[s : s + MAPS_BATCH])))[: len(maps[s : s + MAPS_BATCH])]
+                            for s in range(0, len(maps), MAPS_BATCH)]) if len(maps) else np.zeros((0, block5.features_dim), np.float32)
+    seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "labels.npy", labels)
+    np.save(out / "feats.npy", np.asarray(feats, np.float32))
+    n = len(labels)
+    mark_done(out / "unit.json", spec, [out / "feats.npy", out / "labels.npy"], images=n, seconds=round(seconds, 2),
+              images_per_second=round(n / seconds, 2) if seconds > 0 else float("nan"), devices=jax.device_count(),
+              backend=jax.default_backend(), from_maps=True)
+    return read_marker(out / "unit.json")
 
 
-def _extractor(ctx: Context, w: weights_lib.Weights | None) -> Extractor:
-    """One extractor per (backbone, batch size) in this process (the prepared weights when `w`
-    is None): each compiles once per resolution."""
-    key = (w.sha256() if w is not None else ctx.weights_record["converted_sha256"], ctx.preset.feature_batch)
+def _padded(maps: np.ndarray) -> np.ndarray:
+    m = len(maps)
+    return maps if m == MAPS_BATCH else np.concatenate([maps, np.zeros((MAPS_BATCH - m,) + maps.shape[1:], maps.dtype)])
+
+
+@nnx.jit
+def _block5_features(block5, maps):
+    return block5(maps)
+
+
+def _block5(ctx: Context, train_ds: str, R: int, seed: int) -> Block5:
+    """A `<dataset>/ft5` model's fine-tuned block 5."""
+    b = Block5(rngs=nnx.Rngs(0))
+    for conv, (k, bias) in zip(b.convs, store.block5_arrays(ctx, train_ds, R, seed).values()):
+        conv.kernel[...] = jnp.asarray(k)
+        conv.bias[...] = jnp.asarray(bias)
+    return b
+
+
+_extractors: dict[tuple[str, int, bool], Extractor] = {}
+
+
+def _extractor(ctx: Context, w: weights_lib.Weights | None, maps: bool = False) -> Extractor:
+    """One extractor per (backbone, batch size, maps) in this process (the prepared weights
+    when `w` is None): each compiles once per resolution."""
+    key = (w.sha256() if w is not None else ctx.weights_record["converted_sha256"], ctx.preset.feature_batch, maps)
     if key not in _extractors:
-        _extractors[key] = Extractor(w if w is not None else ctx.load_weights(), ctx.preset.feature_batch)
+        _extractors[key] = Extractor(w if w is not None else ctx.load_weights(), ctx.preset.feature_batch, maps=maps)
     return _extractors[key]
 
 
-def units(ctx: Context) -> list[tuple[str, str, int, int, bool]]:
-    """Every (dataset, split, R, r, flip) the preset needs, training resolutions first."""
+def units(ctx: Context) -> list[Unit]:
+    """Every unit the preset needs, training resolutions first: each dataset's training and
+    validation splits at R (with the flipped and augmented views of the training split where
+    the preset asks for them), and its test splits at every r <= R."""
     out = []
     p = ctx.preset
     if p.train.finetune:  # fine-tuned backbones: their features are computed when scoring
         return out
+    labels = store.trainable_labels(ctx)
     for R in p.train_resolutions:
+        views = max((parse(f"{d}/{x}").views for d in labels for x in remedies(p, R)), default=0)
         for name in ctx.dataset_names:
             splits = ctx.splits(name)
             for split in ("train", "validation"):
                 if split in splits:
-                    out.append((name, split, R, R, False))
+                    out.append(Unit(name, split, R, R))
                     if split == "train" and p.train.flip:
-                        out.append((name, split, R, R, True))
+                        out.append(Unit(name, split, R, R, flip=True))
+                    if split == "train" and name in labels:
+                        out += [Unit(name, split, R, R, view=v) for v in range(1, views + 1)]
             for split in p.eval.splits:
                 if split in splits:
-                    out += [(name, split, R, r, False) for r in p.eval_resolutions_for(R)]
+                    out += [Unit(name, split, R, r) for r in p.eval_resolutions_for(R)]
     return out
 
 
-def finetuned_units(ctx: Context, eval_datasets: list[str] | None = None) -> list[tuple]:
-    """(dataset, split, R, r, False, weights) of every evaluation a fine-tuned model needs:
-    fine-tuned models are scored from features of their own backbone."""
-    if not ctx.preset.train.finetune:
-        return []
+def finetuned_units(ctx: Context, eval_datasets: list[str] | None = None) -> list[Unit]:
+    """The units every evaluation of a fine-tuned model needs (image-level mode or
+    `<dataset>/ft5`): fine-tuned models are scored from features of their own backbone."""
     out = []
     for train_ds, R, seed in store.models(ctx):
+        if not ctx.preset.train.finetune and parse(train_ds).remedy != FT5:
+            continue
         sha = store.model_record(ctx, train_ds, R, seed)["backbone_sha256"]
         for eval_ds in eval_datasets or ctx.dataset_names:
             for split in ctx.preset.eval.splits:
                 if split in ctx.splits(eval_ds):
-                    out += [(eval_ds, split, R, r, False, (train_ds, R, seed, sha)) for r in ctx.preset.eval_resolutions_for(R)]
+                    out += [Unit(eval_ds, split, R, r, model=(train_ds, R, seed, sha)) for r in ctx.preset.eval_resolutions_for(R)]
     return out
 
 
@@ -159,37 +225,43 @@ def _finetuned_weights(ctx: Context, train_ds: str, R: int, seed: int) -> weight
                                    f"block 5 fine-tuned ({train_ds}@{R} seed {seed})")
 
 
-def run_stage(ctx: Context, todo: list | None = None, summary_path: Path | None = None) -> dict:
-    """Compute every missing feature unit (default: the preset's); write `features.json`.
-
-    A unit is (dataset, split, R, r, flip), with a sixth entry (train dataset, R, seed,
-    backbone sha256) for a fine-tuned model's backbone (see `finetuned_units`).
-    """
+def run_stage(ctx: Context, todo: list[Unit] | None = None, summary_path: Path | None = None) -> dict:
+    """Compute every missing features unit (default: the preset's); write `features.json`."""
     todo = units(ctx) if todo is None else todo
     records = []
-    for name, split, R, r, flip, *tuned in todo:
-        model = tuned[0] if tuned else None
-        sha = model[3] if model else None
-        d = store.features_dir(ctx, name, split, R, r, flip, sha)
-        spec = store.features_spec(ctx, name, split, R, r, flip, sha)
+    for u in todo:
+        d = store.features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
+        spec = store.features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
         if not is_done(d / "unit.json", spec, force=ctx.force):
-            with held(d.with_name(d.name + ".lock"), f"features of {name}/{split} R={R} r={r}", ctx.echo):
+            with held(d.with_name(d.name + ".lock"), f"features of {u}", ctx.echo):
                 if not is_done(d / "unit.json", spec, force=ctx.force):  # another run may have made it
                     if d.exists():
                         shutil.rmtree(d)
-                    w = _finetuned_weights(ctx, *model[:3]) if model else None
-                    source = ctx.builder(name).as_data_source()[split]
-                    rec = compute(ctx, _extractor(ctx, w), source, d, spec, f"{name}/{split} R={R} r={r}")
-                    ctx.echo(f"features {name}/{split} R={R} r={r}{' flip' if flip else ''}: {rec['images']} images, "
-                             f"{rec['images_per_second']:.1f} img/s")
+                    rec = _compute(ctx, u, d, spec)
+                    ctx.echo(f"features {u}: {rec['images']} images, {rec['images_per_second']:.1f} img/s")
         rec = read_marker(d / "unit.json")
-        records.append({"dataset": name, "split": split, "R": R, "r": r, "flip": flip,
+        records.append({"dataset": u.dataset, "split": u.split, "R": u.R, "r": u.r, "flip": u.flip,
                         "images": rec["images"], "seconds": rec["seconds"],
                         "images_per_second": rec["images_per_second"], "backend": rec["backend"],
-                        "devices": rec["devices"]} | ({"backbone": sha} if sha else {}))
-    summary = {"units": records, "throughput_by_R": _throughput(records)}
+                        "devices": rec["devices"]} | ({"view": u.view} if u.view else {})
+                       | ({"backbone": u.backbone, "from_maps": bool(rec.get("from_maps"))} if u.model else {}))
+    summary = {"units": records, "throughput_by_R": _throughput([x for x in records if not x.get("from_maps")])}
     write_json_atomic(summary_path or ctx.out_dir / "features.json", summary)
     return summary
+
+
+def _compute(ctx: Context, u: Unit, d: Path, spec: dict) -> dict:
+    if u.model and parse(u.model[0]).remedy == FT5:
+        return compute_from_maps(ctx, u, d, spec)
+    w = _finetuned_weights(ctx, *u.model[:3]) if u.model else None
+    view = None
+    if u.view:
+        from study import augment
+
+        view = lambda x, idx: augment.view(x, idx, u.view, ctx.preset.augment, store.AUGMENT_SEED)
+    source = ctx.builder(u.dataset).as_data_source()[u.split]
+    maps = store.holds_maps(ctx, u.R, u.flip, u.view, u.backbone)
+    return compute(ctx, _extractor(ctx, w, maps), source, d, spec, str(u), view)
 
 
 def _throughput(records: list[dict]) -> dict[str, float]:

@@ -73,18 +73,73 @@ class VGG16Backbone(nnx.Module):
         self.preprocessing = preprocessing
         self.features_dim = chans[-1]
 
-    def feature_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
+    def block4_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
+        """Blocks 1-4 (pooled): the input of block 5, B x H/16 x W/16 x C."""
         if min(images_BxHxWx3.shape[1:3]) < MIN_RESOLUTION:
             raise ValueError(f"VGG16 needs inputs of at least {MIN_RESOLUTION}x{MIN_RESOLUTION}, got {images_BxHxWx3.shape}")
         x = self.preprocessing(images_BxHxWx3)
-        for i, conv in enumerate(self.convs):
+        for i, conv in enumerate(self.convs[: BLOCK5[0]]):
             x = nnx.relu(_conv3x3(conv, x))
             if i in POOL_AFTER:
-                x = nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+                x = _pool(x)
         return x
+
+    def feature_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
+        return block5_map([self.convs[i] for i in BLOCK5], self.block4_map(images_BxHxWx3))
 
     def __call__(self, images_BxHxWx3: jax.Array) -> jax.Array:
         return self.feature_map(images_BxHxWx3).mean(axis=(1, 2))
+
+    def features_and_maps(self, images_BxHxWx3: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The pooled features and the block-4 maps they were computed from, in one pass."""
+        maps = self.block4_map(images_BxHxWx3)
+        return block5_map([self.convs[i] for i in BLOCK5], maps).mean(axis=(1, 2)), maps
+
+
+def _pool(x: jax.Array) -> jax.Array:
+    return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+
+
+def block5_conv(convs, maps_BxHxWxC: jax.Array) -> jax.Array:
+    """Block 5's three convolutions with ReLU, before its pooling: Grad-CAM's map."""
+    x = maps_BxHxWxC
+    for conv in convs:
+        x = nnx.relu(_conv3x3(conv, x))
+    return x
+
+
+def block5_map(convs, maps_BxHxWxC: jax.Array) -> jax.Array:
+    return _pool(block5_conv(convs, maps_BxHxWxC))
+
+
+class Block5(nnx.Module):
+    """VGG16's block 5 on its own, from block-4 maps to pooled features: what `<dataset>/ft5`
+    models fine-tune (study.train) on cached maps (study.features)."""
+
+    def __init__(self, channels_in: int = 512, channels: int = 512, *, rngs: nnx.Rngs):
+        ins = (channels_in, channels, channels)
+        self.convs = nnx.List([nnx.Conv(i, channels, kernel_size=(3, 3), padding="SAME", rngs=rngs) for i in ins])
+        self.features_dim = channels
+
+    @classmethod
+    def of(cls, backbone: VGG16Backbone) -> "Block5":
+        """A copy of a backbone's block 5 (its own arrays: training it leaves the backbone alone)."""
+        convs = [backbone.convs[i] for i in BLOCK5]
+        b = cls(convs[0].in_features, convs[0].out_features, rngs=nnx.Rngs(0))
+        for mine, theirs in zip(b.convs, convs):
+            mine.kernel[...] = jnp.array(theirs.kernel[...])
+            mine.bias[...] = jnp.array(theirs.bias[...])
+        return b
+
+    def arrays(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """{VGG16 convolution index: (kernel, bias)}, as study.weights.with_layers takes them."""
+        return {i: (np.array(c.kernel[...]), np.array(c.bias[...])) for i, c in zip(BLOCK5, self.convs)}
+
+    def conv_map(self, maps_BxHxWxC: jax.Array) -> jax.Array:
+        return block5_conv(self.convs, maps_BxHxWxC)
+
+    def __call__(self, maps_BxHxWxC: jax.Array) -> jax.Array:
+        return _pool(self.conv_map(maps_BxHxWxC)).mean(axis=(1, 2))
 
 
 # Feature maps of at most this many pixels are convolved as one matrix product over 3x3
@@ -166,6 +221,7 @@ def param_count(module: nnx.Module) -> int:
 SAVED = nnx.Any(nnx.Param, nnx.BatchStat)
 # Rows per call when computing logits: one fixed shape, compiled once.
 LOGITS_BATCH = 1024
+MAPS_BATCH = 128
 
 
 def state_arrays(state) -> dict[str, np.ndarray]:
@@ -202,13 +258,15 @@ def _logits(model, x):
 
 
 def predict_logits(model: nnx.Module, feats_NxD: np.ndarray, n_classes: int) -> np.ndarray:
-    """Logits of every row (eval mode), in batches of one fixed shape."""
+    """Logits of every row (eval mode), in batches of one fixed shape; rows are features, or
+    block-4 maps for a block-5 model (in smaller batches)."""
     model.eval()
     out = []
-    for s in range(0, len(feats_NxD), LOGITS_BATCH):
-        x = feats_NxD[s : s + LOGITS_BATCH]
+    batch = LOGITS_BATCH if feats_NxD.ndim == 2 else MAPS_BATCH
+    for s in range(0, len(feats_NxD), batch):
+        x = feats_NxD[s : s + batch]
         m = len(x)
-        if m < LOGITS_BATCH:
-            x = np.concatenate([x, np.zeros((LOGITS_BATCH - m, x.shape[1]), x.dtype)])
+        if m < batch:
+            x = np.concatenate([x, np.zeros((batch - m,) + x.shape[1:], x.dtype)])
         out.append(np.asarray(_logits(model, jnp.asarray(x)))[:m])
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)

@@ -6,8 +6,12 @@
     asl_alphabet+5shot(asl_photos)    few-shot: a source's training split plus k labelled
                                       images per class of a target's training split
     asl_alphabet+random               the leakage ablation: the same images split at random
+    asl_alphabet/aug4                 a head trained on the original and 4 augmented views of
+                                      each training image (study.augment)
+    asl_alphabet/ft5                  block 5 fine-tuned with the head, on cached block-4 maps
 
-Pure: the report (which never imports jax) and the stages share these rules.
+A model's folder is its name with "/" written "-" (`folder`). Pure: the report (which never
+imports jax) and the stages share these rules.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import itertools
 import re
 
 RANDOM = "+random"
+FT5 = "ft5"
+_REMEDY = re.compile(r"^(?P<source>[a-z0-9_]+)/(?P<remedy>aug[1-9]\d*|ft5)$")
 _SHOT = re.compile(r"^(?P<source>[a-z0-9_]+)\+(?P<k>\d+)shot\((?P<target>[a-z0-9_]+)\)$")
 
 
@@ -28,9 +34,12 @@ class Model:
     target: str = ""  # few-shot: the dataset k images per class were drawn from
     k: int = 0
     random: bool = False  # the leakage ablation's random split of sources[0]
+    remedy: str = ""  # "aug<K>" or "ft5", applied to the single dataset sources[0]
 
     @property
     def kind(self) -> str:
+        if self.remedy:
+            return "fine-tuned" if self.remedy == FT5 else "augmented"
         if self.random:
             return "ablation"
         if self.target:
@@ -42,7 +51,14 @@ class Model:
         """Every dataset whose labels it was trained on."""
         return self.sources + ((self.target,) if self.target else ())
 
+    @property
+    def views(self) -> int:
+        """Augmented views per training image (0 unless an augmented model)."""
+        return int(self.remedy.removeprefix("aug")) if self.remedy.startswith("aug") else 0
+
     def __str__(self) -> str:
+        if self.remedy:
+            return f"{self.sources[0]}/{self.remedy}"
         if self.random:
             return self.sources[0] + RANDOM
         if self.target:
@@ -52,12 +68,40 @@ class Model:
 
 def parse(name: str) -> Model:
     """The Model a name stands for (the inverse of str(Model))."""
+    m = _REMEDY.match(name)
+    if m:
+        return Model((m["source"],), remedy=m["remedy"])
+    if "/" in name:
+        raise ValueError(f"not a model name: {name!r}")
     m = _SHOT.match(name)
     if m:
         return Model((m["source"],), m["target"], int(m["k"]))
     if name.endswith(RANDOM):
         return Model((name.removesuffix(RANDOM),), random=True)
     return Model(tuple(name.split("+")))
+
+
+def folder(name: str, R: int) -> str:
+    """The folder of a model (under models/ and eval/): its name at R, "/" written "-"."""
+    return f"{name.replace('/', '-')}@{R}"
+
+
+def remedies(preset, R: int) -> list[str]:
+    """The remedies a preset applies to each single-dataset model at resolution R."""
+    if preset.train.finetune:  # the image-level mode trains single-dataset models only
+        return []
+    out = [f"aug{preset.augment.views}"] if preset.augment.views and R in preset.augment.resolutions else []
+    return out + ([FT5] if R in preset.block5.resolutions else [])
+
+
+def preset_models(preset, labels: dict[str, set[str]]) -> list[tuple[str, int]]:
+    """(name, R) of every model of a preset (study.config.Preset), given the labels of each
+    dataset that has train and validation splits: at each R, the models of `model_names`,
+    then the remedies of each single-dataset model."""
+    names = model_names(labels, multi_source=preset.multi_source, few_shot=preset.few_shot,
+                        ablation=preset.ablation, finetune=preset.train.finetune)
+    return [(n, R) for R in preset.train_resolutions
+            for n in names + [f"{d}/{x}" for x in remedies(preset, R) for d in labels]]
 
 
 def model_names(labels: dict[str, set[str]], *, multi_source: bool, few_shot: tuple[int, ...], ablation: tuple[str, ...],

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study.names import RANDOM, dataset_pairs, model_names, parse
+from study.names import RANDOM, dataset_pairs, folder, parse, preset_models
 from study.plots import curves, save_figure  # before pyplot: it selects matplotlib's Agg backend
 from study.stats import paired_difference
 
@@ -56,9 +56,7 @@ def expected_units(out_dir: Path) -> tuple[dict, list[tuple], list[tuple]]:
     splits = {n: d["splits"] for n, d in prepared["datasets"].items()}
     names = [n for n in preset.datasets if n in splits]
     labels = {n: set(splits[n]["train"]["per_class"]) for n in names if {"train", "validation"} <= set(splits[n])}
-    models = [(n, R) for R in preset.train_resolutions
-              for n in model_names(labels, multi_source=preset.multi_source, few_shot=preset.few_shot,
-                                   ablation=preset.ablation, finetune=preset.train.finetune)]
+    models = preset_models(preset, labels)
     rows = []
     for n, R in models:
         rs = preset.eval_resolutions_for(R)
@@ -107,7 +105,7 @@ def check_complete(out_dir: Path) -> tuple[dict, list[tuple], list[dict]]:
     preset = info["preset"]
     for n, R in models:
         for seed in preset.seeds:
-            d = out_dir / "models" / f"{n}@{R}" / f"seed{seed}"
+            d = out_dir / "models" / folder(n, R) / f"seed{seed}"
             if not (d / "unit.json").is_file() or not (d / "history.json").is_file():
                 missing.append(f"model {n}@{R} seed {seed}")
     rows = read_table(out_dir / "table.csv") if (out_dir / "table.csv").is_file() else []
@@ -127,7 +125,7 @@ def check_complete(out_dir: Path) -> tuple[dict, list[tuple], list[dict]]:
 
 def _evals(out_dir: Path, train: str, R: int, eval_ds: str, r: int) -> list[dict]:
     ds, _, split = eval_ds.partition(":")
-    return [json.loads(p.read_text()) for p in sorted((out_dir / "eval" / f"{train}@{R}").glob(f"seed*/{ds}.{split or 'test'}.r{r}.json"))]
+    return [json.loads(p.read_text()) for p in sorted((out_dir / "eval" / folder(train, R)).glob(f"seed*/{ds}.{split or 'test'}.r{r}.json"))]
 
 
 def kind(row: dict) -> str:
@@ -234,7 +232,7 @@ def training_curves(out_dir: Path, models: list[tuple], seeds, paper_dir: Path) 
     fig, axes = plt.subplots(len(models), 2, figsize=(9, 2.3 * len(models)), squeeze=False)
     for (name, R), row in zip(models, axes):
         for k, seed in enumerate(seeds):
-            h = json.loads((out_dir / "models" / f"{name}@{R}" / f"seed{seed}" / "history.json").read_text())["history"]
+            h = json.loads((out_dir / "models" / folder(name, R) / f"seed{seed}" / "history.json").read_text())["history"]
             curves(row, h, alpha=0.8 if k == 0 else 0.35, legend=k == 0)
         row[0].set_title(f"{name}@{R}: loss", fontsize=9)
         row[1].set_title(f"{name}@{R}: accuracy", fontsize=9)

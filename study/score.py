@@ -52,11 +52,11 @@ def results_dir(ctx: Context, name: str) -> Path:
     return ctx.out_dir / "score" / name
 
 
-def feature_units(ctx: Context, name: str) -> list[tuple]:
+def feature_units(ctx: Context, name: str) -> list[store.Unit]:
     """The features units that scoring the folder `name` needs (frozen backbone)."""
     if ctx.preset.train.finetune:
         return []
-    return [(name, split, R, r, False) for R in ctx.preset.train_resolutions
+    return [store.Unit(name, split, R, r) for R in ctx.preset.train_resolutions
             for split in ctx.preset.eval.splits if split in ctx.splits(name)
             for r in ctx.preset.eval_resolutions_for(R)]
 

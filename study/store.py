@@ -7,28 +7,33 @@ features, manifests (study.units) and array loading; building modules from the a
 study.model's, running stages is each stage's. A unit another stage needs but that is
 missing or damaged is an error naming the file and the command that makes it.
 
-    <cache-dir>/features/<weights sha>/<dataset fingerprint>/<split>/R<R>_r<r>[_flip]/
+    <cache-dir>/features/<weights sha>/<dataset fingerprint>/<split>/R<R>_r<r>[_flip][_aug<v>]/
         feats.npy (N x 512 float32), labels.npy (N int64), unit.json
-    <out>/models/<dataset>@<R>/seed<k>/
+        [, maps.npy (N x R/16 x R/16 x 512 float32): block-4 maps, at block-5 resolutions]
+    <out>/models/<model folder (study.names.folder)>/seed<k>/
         head.npz, history.json, curves.png, unit.json [, block5.npz when fine-tuned]
     <out>/eval/<dataset>@<R>/seed<k>/<eval dataset>.<split>.r<r>.json (+ .txt)
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from study.context import Context
 from study.datasets.splits import random_deal
-from study.names import RANDOM, model_names
+from study.names import RANDOM, folder, preset_models
 from study.units import MissingArtefact, read_marker, require
 
 # Bump when the feature computation changes, so cached features are recomputed.
 FEATURES_VERSION = 1
 # Seed of the leakage ablation's random split (the same for every model seed).
 RANDOM_SPLIT_SEED = 0
+# Seed of the augmented views (study.augment): view v of image i is drawn from (seed, v, i).
+AUGMENT_SEED = 0
 ABLATION_SPLITS = ("train", "validation", "test")
 
 
@@ -41,15 +46,48 @@ def command(ctx: Context, stage: str) -> str:
 # --- features ------------------------------------------------------------------------------
 
 
-def features_dir(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> Path:
-    """Cache folder of a features unit; `weights` is the backbone's sha256 (default: the prepared one)."""
+class Unit(NamedTuple):
+    """A features unit: a dataset split's images at model resolution R, degraded to r,
+    optionally mirrored or an augmented view (1, 2, ...), through the prepared backbone or a
+    fine-tuned model's (`model`: train dataset, R, seed, backbone sha256)."""
+
+    dataset: str
+    split: str
+    R: int
+    r: int
+    flip: bool = False
+    view: int = 0
+    model: tuple | None = None
+
+    @property
+    def backbone(self) -> str | None:
+        return self.model[3] if self.model else None
+
+    def __str__(self) -> str:
+        extra = " flip" if self.flip else f" augmented view {self.view}" if self.view else ""
+        return f"{self.dataset}/{self.split} R={self.R} r={self.r}{extra}" + (f" ({self.model[0]} seed {self.model[2]})" if self.model else "")
+
+
+def holds_maps(ctx: Context, R: int, flip: bool = False, view: int = 0, weights: str | None = None) -> bool:
+    """Whether a features unit also keeps its block-4 maps: the prepared backbone's, at the
+    resolutions where block 5 is fine-tuned (study.train.train_block5), unaugmented."""
+    return R in ctx.preset.block5.resolutions and not flip and not view and weights is None
+
+
+def features_dir(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
+                 view: int = 0) -> Path:
+    """Cache folder of a features unit; `weights` is the backbone's sha256 (default: the
+    prepared one); `view` > 0 is an augmented view of the images (study.augment)."""
     sha = (weights or ctx.weights_record["converted_sha256"])[:16]
-    return ctx.cache_dir / "features" / sha / ctx.dataset_fingerprint(dataset) / split / f"R{R}_r{r}{'_flip' if flip else ''}"
+    name = f"R{R}_r{r}{'_flip' if flip else ''}{f'_aug{view}' if view else ''}"
+    return ctx.cache_dir / "features" / sha / ctx.dataset_fingerprint(dataset) / split / name
 
 
-def features_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> dict:
-    """Everything a features unit depends on."""
-    return {
+def features_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
+                  view: int = 0) -> dict:
+    """Everything a features unit depends on. The keys for block-4 maps and augmented views
+    appear only in the units that have them, so that units cached before they existed stay valid."""
+    spec = {
         "kind": "features",
         "version": FEATURES_VERSION,
         "weights": weights or ctx.weights_record["converted_sha256"],
@@ -61,22 +99,40 @@ def features_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: 
         "r": r,
         "flip": flip,
     }
+    if holds_maps(ctx, R, flip, view, weights):
+        spec["block4_maps"] = True
+    if view:
+        spec["augment"] = dataclasses.asdict(ctx.preset.augment) | {"view": view, "seed": AUGMENT_SEED}
+    return spec
 
 
-def features_fingerprint(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None) -> str:
+def features_fingerprint(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
+                         view: int = 0) -> str:
     """The fingerprint of a computed features unit; MissingArtefact if it is missing or damaged."""
-    d = features_dir(ctx, dataset, split, R, r, flip, weights)
-    rec = require(d / "unit.json", features_spec(ctx, dataset, split, R, r, flip, weights),
-                  f"features of {dataset}/{split} at R={R}, r={r}", command(ctx, "features"))
+    d = features_dir(ctx, dataset, split, R, r, flip, weights, view)
+    what = f"features of {dataset}/{split} at R={R}, r={r}" + (f", augmented view {view}" if view else "")
+    rec = require(d / "unit.json", features_spec(ctx, dataset, split, R, r, flip, weights, view), what,
+                  command(ctx, "features"))
     return rec["fingerprint"]
 
 
 def load_features(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False,
-                  weights: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+                  weights: str | None = None, view: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """Cached features (N x D) and labels (N) of a unit, and its fingerprint."""
-    fp = features_fingerprint(ctx, dataset, split, R, r, flip, weights)
-    d = features_dir(ctx, dataset, split, R, r, flip, weights)
+    fp = features_fingerprint(ctx, dataset, split, R, r, flip, weights, view)
+    d = features_dir(ctx, dataset, split, R, r, flip, weights, view)
     return np.load(d / "feats.npy"), np.load(d / "labels.npy"), fp
+
+
+def load_maps(ctx: Context, dataset: str, split: str, R: int, r: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The block-4 maps (N x R/16 x R/16 x 512, memory-mapped) and labels of a features unit
+    at a block-5 resolution (see `holds_maps`)."""
+    r = R if r is None else r
+    if not holds_maps(ctx, R):
+        raise ValueError(f"no block-4 maps at R={R}: the preset fine-tunes block 5 at {ctx.preset.block5.resolutions}")
+    features_fingerprint(ctx, dataset, split, R, r)  # there, intact and current, or MissingArtefact
+    d = features_dir(ctx, dataset, split, R, r)
+    return np.load(d / "maps.npy", mmap_mode="r"), np.load(d / "labels.npy")
 
 
 def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
@@ -96,10 +152,7 @@ def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.nd
 
 def models(ctx: Context) -> list[tuple[str, int, int]]:
     """(name, R, seed) of every model of the preset (names: study.names)."""
-    p = ctx.preset
-    names = model_names(trainable_labels(ctx), multi_source=p.multi_source, few_shot=p.few_shot, ablation=p.ablation,
-                        finetune=p.train.finetune)
-    return [(name, R, seed) for R in p.train_resolutions for name in names for seed in p.seeds]
+    return [(name, R, seed) for name, R in preset_models(ctx.preset, trainable_labels(ctx)) for seed in ctx.preset.seeds]
 
 
 def trainable_labels(ctx: Context) -> dict[str, set[str]]:
@@ -109,7 +162,7 @@ def trainable_labels(ctx: Context) -> dict[str, set[str]]:
 
 
 def model_dir(ctx: Context, dataset: str, R: int, seed: int) -> Path:
-    return ctx.out_dir / "models" / f"{dataset}@{R}" / f"seed{seed}"
+    return ctx.out_dir / "models" / folder(dataset, R) / f"seed{seed}"
 
 
 def model_record(ctx: Context, dataset: str, R: int, seed: int) -> dict:
@@ -144,7 +197,7 @@ def block5_arrays(ctx: Context, dataset: str, R: int, seed: int) -> dict[int, tu
 
 
 def eval_path(root: Path, train_ds: str, R: int, seed: int, eval_ds: str, split: str, r: int) -> Path:
-    return root / f"{train_ds}@{R}" / f"seed{seed}" / f"{eval_ds}.{split}.r{r}.json"
+    return root / folder(train_ds, R) / f"seed{seed}" / f"{eval_ds}.{split}.r{r}.json"
 
 
 def eval_name(eval_ds: str, split: str) -> str:

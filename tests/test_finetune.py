@@ -20,7 +20,9 @@ def test_finetune_updates_block5_and_head_only(tmp_path):
     clf = model.Classifier(backbone, model.make_head("mlp", backbone.features_dim, 29, rngs=rngs))
     before = {i: np.array(c.kernel[...]) for i, c in enumerate(backbone.convs)}
     head_before = np.array(clf.head.out.kernel[...])
-    history = finetune.finetune(clf, src["train"], src["validation"], 32, TrainConfig(epochs=2, batch_size=16), seed=0, log=lambda s: None)
+    clf, history = finetune.finetune(clf, src["train"], src["validation"], 32, TrainConfig(epochs=2, batch_size=16, patience=5),
+                                     seed=0, workdir=tmp_path, log=lambda s: None)
+    assert (tmp_path / "checkpoint.npz").is_file()
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(np.isfinite(h["train_loss"]) and 0 <= h["val_accuracy"] <= 1 for h in history)
     for i, c in enumerate(backbone.convs):
