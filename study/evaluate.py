@@ -87,15 +87,12 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
 def units(ctx: Context, eval_datasets: list[str] | None = None):
     """(model, R, seed, eval dataset, split, r) of every evaluation: every model on every test
     split at every r <= R; the ablation on its own random test split at R; a few-shot model on
-    its target's test splits only. `eval_datasets` (a folder to score): not the ablation or the
-    few-shot models, which belong to the study's own datasets."""
-    for train_ds, R, seed in store.models(ctx):
+    its target's test splits only. `eval_datasets` (a folder to score): the models of
+    `store.scorable`."""
+    for train_ds, R, seed in store.models(ctx) if eval_datasets is None else store.scorable(ctx):
         m = parse(train_ds)
         if m.random:  # the ablation: its own random test split, at R
-            if eval_datasets is None:
-                yield train_ds, R, seed, train_ds, "test", R
-            continue
-        if m.target and eval_datasets is not None:
+            yield train_ds, R, seed, train_ds, "test", R
             continue
         for eval_ds in [m.target] if m.target else eval_datasets or ctx.dataset_names:
             for split in ctx.preset.eval.splits:

@@ -208,7 +208,7 @@ def finetuned_units(ctx: Context, eval_datasets: list[str] | None = None) -> lis
     """The units every evaluation of a fine-tuned model needs (image-level mode or
     `<dataset>/ft5`): fine-tuned models are scored from features of their own backbone."""
     out = []
-    for train_ds, R, seed in store.models(ctx):
+    for train_ds, R, seed in store.models(ctx) if eval_datasets is None else store.scorable(ctx):
         if not ctx.preset.train.finetune and parse(train_ds).remedy != FT5:
             continue
         sha = store.model_record(ctx, train_ds, R, seed)["backbone_sha256"]

@@ -18,6 +18,7 @@ import numpy as np
 
 from study.names import RANDOM, dataset_pairs, folder, parse, preset_models
 from study.plots import curves, save_figure  # before pyplot: it selects matplotlib's Agg backend
+from study.files import write_bytes_atomic
 from study.stats import paired_difference
 
 import matplotlib.pyplot as plt  # noqa: E402  isort:skip
@@ -115,6 +116,8 @@ def check_complete(out_dir: Path) -> tuple[dict, list[tuple], list[dict]]:
     have = {(r["dataset_a"], r["dataset_b"], r["R"], r["r"]) for r in info["separability"]}
     missing += [f"separability of {a} and {b} at R={R}, r={r}" for a, b, R, r in expected_separability(info)
                 if (a, b, R, r) not in have]
+    if not (out_dir / "gradcam" / "figures" / "overview.png").is_file():
+        missing.append(f"the Grad-CAM overview ({out_dir / 'gradcam' / 'figures' / 'overview.png'}, made by evaluate)")
     if missing:
         head = "\n  ".join(missing[:30])
         more = f"\n  ... and {len(missing) - 30} more" if len(missing) > 30 else ""
@@ -129,7 +132,7 @@ def _evals(out_dir: Path, train: str, R: int, eval_ds: str, r: int) -> list[dict
 
 
 def kind(row: dict) -> str:
-    """single, multi-source, few-shot or ablation: what the row's model was trained on."""
+    """single, multi-source, few-shot, ablation, augmented or fine-tuned: what the row's model was trained on."""
     return parse(row["train_dataset"]).kind
 
 
@@ -274,8 +277,9 @@ def accuracy_vs_resolution(out_dir: Path, rows: list[dict], paper_dir: Path) -> 
 
 
 def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
-    """Accuracy of each train dataset (rows) on each test set (columns), at each model's own R."""
-    main = [r for r in _figure_rows(rows) if r["eval_res"] == r["train_res"]]
+    """Accuracy of each model (rows: one-dataset, multi-source and the remedies without target
+    data) on each test set (columns), at each model's own R."""
+    main = [r for r in rows if kind(r) in ("single", "multi-source", "augmented", "fine-tuned") and r["eval_res"] == r["train_res"]]
     Rs = sorted({r["train_res"] for r in main})
     trains = list(dict.fromkeys(r["train_dataset"] for r in main))
     evals = list(dict.fromkeys(r["eval_dataset"] for r in main))
@@ -395,6 +399,46 @@ def few_shot(out_dir: Path, rows: list[dict], paper_dir: Path) -> list[Path]:
     return save_figure(fig, paper_dir, "few_shot")
 
 
+def effects(effect_list: list[dict], paper_dir: Path) -> list[Path]:
+    """The ranked effects (paired differences with 95% intervals), the largest 30, coloured by
+    the question they answer."""
+    top = effect_list[:30]
+    if not top:
+        fig = plt.figure(figsize=(4, 1))
+        fig.text(0.5, 0.5, "no effects (one dataset)", ha="center")
+        return save_figure(fig, paper_dir, "effects")
+    questions = list(dict.fromkeys(x["question"] for x in effect_list))
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(top) + 1.2))
+    y = np.arange(len(top))[::-1]
+    for q_i, q in enumerate(questions):
+        idx = [i for i, x in enumerate(top) if x["question"] == q]
+        if not idx:
+            continue
+        d = np.array([top[i]["difference"] for i in idx])
+        err = np.array([[top[i]["difference"] - top[i]["ci"][0], top[i]["ci"][1] - top[i]["difference"]] for i in idx]).T
+        ax.errorbar(d, y[idx], xerr=err, fmt="o", ms=3, capsize=2, color=f"C{q_i}", label=q)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(y, [f"{x['effect']} on {x['test']}" for x in top], fontsize=6)
+    ax.set(xlabel="difference in accuracy (paired, 95% interval)",
+           title=f"The {len(top)} largest of {len(effect_list)} effects (intervals excluding 0 first)")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, paper_dir, "effects")
+
+
+def gradcam(out_dir: Path, paper_dir: Path) -> list[Path]:
+    """The Grad-CAM overview drawn by the evaluate stage (study.gradcam), copied into the paper
+    (the report reads files; it never runs a model)."""
+    out = []
+    for ext in ("png", "pdf"):
+        src, dst = out_dir / "gradcam" / "figures" / f"overview.{ext}", paper_dir / "figures" / f"gradcam.{ext}"
+        write_bytes_atomic(dst, src.read_bytes())
+        out.append(dst)
+    return out
+
+
 # --- the paper ---------------------------------------------------------------------------
 
 
@@ -422,7 +466,9 @@ def paper_numbers(info: dict, rows: list[dict], out_dir: Path) -> dict:
         "in_domain": [{"model": f"{r['train_dataset']}@{r['train_res']}", "accuracy": r["accuracy"],
                        "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]], "macro_f1": r["macro_f1"]} for r in in_domain],
         "cross_domain": [{"model": f"{r['train_dataset']}@{r['train_res']}", "test": r["eval_dataset"], "accuracy": r["accuracy"],
-                          "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]]} for r in cross],
+                          "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]],
+                          "chance": 1 / len(_evals(out_dir, r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"])[0]["labels"])}
+                         for r in cross],
         "degradation": degr,
         "ablation": ablation_rows(rows),
         "multi_source": multi_source_rows(rows, out_dir, preset),
@@ -430,6 +476,7 @@ def paper_numbers(info: dict, rows: list[dict], out_dir: Path) -> dict:
                           "ci": [x["accuracy_ci_low"], x["accuracy_ci_high"]]}
                          for x in info["separability"] if x["r"] == x["R"]],
         "few_shot": few_shot_rows(rows, out_dir, preset),
+        "effects": effect_rows(rows, out_dir, preset),
         "datasets": {n: {s: v["images"] for s, v in d["splits"].items()} | {"left_out": d["left_out_by_guard_band"]["images"]}
                      for n, d in prepared["datasets"].items()},
         "not_found": sorted(prepared.get("not_found", {})),
@@ -443,19 +490,33 @@ def _at_R(rows: list[dict]) -> dict[tuple, dict]:
             if r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]}
 
 
-def paired_gain(out_dir: Path, preset, model: str, baseline: str, R: int, eval_ds: str) -> dict | None:
-    """Accuracy of `model` minus `baseline` on the same test images (r = R), each the mean over
-    seeds, with the interval over the table's bootstrap resamples (DESIGN.md section 6); None
-    where the two were scored on different images (other shared labels)."""
-    def correct(name):
-        evs = _evals(out_dir, name, R, eval_ds, R)
-        return np.stack([np.asarray(e["y_true"]) == np.asarray(e["y_pred"]) for e in evs]).astype(float), evs[0]["y_true"]
+def _correct(out_dir: Path, model: tuple, eval_ds: str) -> tuple[np.ndarray, list]:
+    """Seeds x images: 1 where the model (name, R, r) was right on `eval_ds`; and the images' labels."""
+    name, R, r = model
+    evs = _evals(out_dir, name, R, eval_ds, r)
+    return np.stack([np.asarray(e["y_true"]) == np.asarray(e["y_pred"]) for e in evs]).astype(float), evs[0]["y_true"]
 
-    (ca, ya), (cb, yb) = correct(model), correct(baseline)
+
+def paired(out_dir: Path, preset, a: tuple, b: tuple, eval_ds: str, minus: tuple[tuple, tuple] | None = None) -> dict | None:
+    """Accuracy of a minus b, each (model, R, r) scored on the same test images of `eval_ds`
+    and averaged over its seeds, with the interval over the table's bootstrap resamples
+    (DESIGN.md section 6); None where the two were scored on different images (other shared
+    labels). With `minus` = (c, d): the difference (a - c) - (b - d), a change of an effect."""
+    (ca, ya), (cb, yb) = _correct(out_dir, a, eval_ds), _correct(out_dir, b, eval_ds)
     if ya != yb:
         return None
+    if minus:
+        (cc, yc), (cd, yd) = _correct(out_dir, minus[0], eval_ds), _correct(out_dir, minus[1], eval_ds)
+        if not ya == yc == yd:
+            return None
+        ca, cb = ca.mean(0, keepdims=True) - cc.mean(0, keepdims=True), cb.mean(0, keepdims=True) - cd.mean(0, keepdims=True)
     gain, ci = paired_difference(ca, cb, preset.eval.bootstrap, preset.eval.confidence)
     return {"gain": gain, "ci": ci}
+
+
+def paired_gain(out_dir: Path, preset, model: str, baseline: str, R: int, eval_ds: str) -> dict | None:
+    """`model` minus `baseline`, both at R and scored at r = R (see `paired`)."""
+    return paired(out_dir, preset, (model, R, R), (baseline, R, R), eval_ds)
 
 
 def multi_source_rows(rows: list[dict], out_dir: Path, preset) -> list[dict]:
@@ -496,6 +557,94 @@ def few_shot_rows(rows: list[dict], out_dir: Path, preset) -> list[dict]:
     return list(out.values())
 
 
+# --- effects: every comparison the discussion ranks ---------------------------------------
+
+
+def _verdict(ci: list[float]) -> str:
+    return "higher" if ci[0] > 0 else "lower" if ci[1] < 0 else "no clear difference"
+
+
+def effect_rows(rows: list[dict], out_dir: Path, preset) -> list[dict]:
+    """Every effect the discussion weighs, as paired differences on the same test images
+    (test splits), ranked: those whose interval excludes 0 first, then by size.
+
+    - remedy: an augmented or fine-tuned model against its frozen baseline (same dataset, R,
+      seeds), at r = R, on every test set; `target_images` False.
+    - target data: a few-shot model (the smallest and the largest k) against its source's
+      model, on the target; a multi-source model against each source's model, on every test
+      set; `target_images` True where the test set's images were among its training data.
+    - training resolution: a dataset's model at each R against the next lower R (r = R).
+    - test resolution: a single-dataset, augmented or fine-tuned model at r < R against r = R.
+    - remedy x test resolution: how a remedy changes the test-resolution effect at the lowest r,
+      (remedy at r - remedy at R) - (baseline at r - baseline at R).
+    """
+    at = {(r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]): r for r in rows if ":" not in r["eval_dataset"]}
+    models = list(dict.fromkeys((t, R) for t, R, _, _ in at))
+    tests = list(dict.fromkeys(e for _, _, e, _ in at))
+    out = []
+
+    def add(question, effect, a, b, e, minus=None, target_images=False):
+        if (a[0], a[1], e, a[2]) not in at or (b[0], b[1], e, b[2]) not in at:
+            return
+        if minus and any((m[0], m[1], e, m[2]) not in at for m in minus):
+            return
+        d = paired(out_dir, preset, a, b, e, minus)
+        if d is None:
+            return
+        base = parse(b[0])
+        out.append({"question": question, "effect": effect, "test": e,
+                    "domain": "in-domain" if e in base.sources else "cross-domain", "target_images": target_images,
+                    "a": at[a[0], a[1], e, a[2]]["accuracy"], "b": at[b[0], b[1], e, b[2]]["accuracy"],
+                    "difference": d["gain"], "ci": d["ci"], "verdict": _verdict(d["ci"])})
+
+    for t, R in models:
+        m = parse(t)
+        for e in tests:
+            if m.remedy:
+                b = m.sources[0]
+                what = "augmented views" if m.views else "block 5 fine-tuned"
+                add("remedy", f"{t}@{R} vs {b}@{R} ({what})", (t, R, R), (b, R, R), e)
+                rs = preset.eval_resolutions_for(R)
+                if len(rs) > 1:
+                    r = rs[-1]
+                    add("remedy x test resolution", f"{t}@{R} vs {b}@{R}: effect of r = {r} instead of {R}",
+                        (t, R, r), (b, R, r), e, minus=((t, R, R), (b, R, R)))
+            elif m.kind == "few-shot":
+                ks = sorted({parse(x).k for x, RR in models if RR == R and parse(x).kind == "few-shot"
+                             and parse(x).sources == m.sources and parse(x).target == m.target})
+                if m.k in (ks[0], ks[-1]) and e == m.target:
+                    add("target data", f"{t}@{R} vs {m.sources[0]}@{R} ({m.k} target images per letter)",
+                        (t, R, R), (m.sources[0], R, R), e, target_images=True)
+            elif m.kind == "multi-source":
+                for s in m.sources:
+                    added = f"all of {e}'s training images added" if e in m.sources and e != s else "union of training splits"
+                    add("target data", f"{t}@{R} vs {s}@{R} ({added})", (t, R, R), (s, R, R), e,
+                        target_images=e in m.sources and e != s)
+            if m.kind in ("single", "augmented", "fine-tuned"):
+                for r in preset.eval_resolutions_for(R)[1:]:
+                    add("test resolution", f"{t}@{R} tested at r = {r} vs r = {R}", (t, R, r), (t, R, R), e)
+            if m.kind == "single":
+                lower = [RR for tt, RR in models if tt == t and RR < R]
+                if lower:
+                    add("training resolution", f"{t}@{R} vs {t}@{max(lower)}", (t, R, R), (t, max(lower), max(lower)), e)
+    out.sort(key=lambda x: (x["verdict"] == "no clear difference", -abs(x["difference"])))
+    return out
+
+
+def _effect(x: dict, accs: bool = True) -> str:
+    """"asl_alphabet/aug4@64 vs asl_alphabet@64 on asl_photos (cross-domain): +0.031 [+0.012, +0.050], higher"."""
+    lo, hi = x["ci"]
+    tail = f" (from {_f(x['b'])} to {_f(x['a'])})" if accs and x["question"] != "remedy x test resolution" else ""
+    return f"{x['effect']} on {x['test']} ({x['domain']}): {x['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]{tail}, {x['verdict']}"
+
+
+def effects_markdown(effects: list[dict]) -> str:
+    lines = ["| rank | question | effect | test set | difference [95% interval] | verdict |", "|---|---|---|---|---|---|"]
+    lines += [f"| {i} | {x['question']} | {x['effect']} | {x['test']} ({x['domain']}) | {x['difference']:+.3f} "
+              f"[{x['ci'][0]:+.3f}, {x['ci'][1]:+.3f}] | {x['verdict']} |" for i, x in enumerate(effects, 1)]
+    return "\n".join(lines)
+
+
 def _difference(d: dict | None) -> str:
     """", difference +0.012 [-0.004, 0.028], no clear difference": the words follow the interval."""
     if d is None:
@@ -507,9 +656,13 @@ def _difference(d: dict | None) -> str:
 
 def _remedies(nums: dict) -> str:
     """The remedies' paragraph: every number read from `nums` (paper_numbers.json)."""
-    if not nums["multi_source"] and not nums["few_shot"]:
+    own = [x for x in nums["effects"] if x["question"] == "remedy"]
+    if not nums["multi_source"] and not nums["few_shot"] and not own:
         return "Not run in this preset (it needs two datasets that share labels)."
     parts = []
+    if own:
+        parts.append("Augmented views and a fine-tuned block 5, each against the frozen model of the same dataset and R, "
+                     "on every test split at r = R: " + "; ".join(_effect(x) for x in sorted(own, key=lambda x: x["effect"])) + ".")
     if nums["multi_source"]:
         parts.append("A head trained on the union of the datasets' training splits, against the head trained on one "
                      "dataset, each on that dataset's test split at r = R (a union is scored on the labels all its "
@@ -530,6 +683,109 @@ def _remedies(nums: dict) -> str:
     return " ".join(parts)
 
 
+def _discussion(nums: dict, kaggle: list[dict]) -> str:
+    """The discussion: three questions, each answered from `nums` (paper_numbers.json), and
+    the largest effects, whichever they are. Every word that depends on a number (fails or
+    not, higher, lower, no clear difference, which effect is largest) is chosen here from it."""
+    ind = {x["model"]: x for x in nums["in_domain"]}
+    cro = nums["cross_domain"]
+    fx = nums["effects"]
+    parts = []
+    # 1. Does the transfer fail, and how badly?
+    if cro:
+        ratios = [x["accuracy"] / ind[x["model"]]["accuracy"] for x in cro if ind.get(x["model"], {}).get("accuracy")]
+        failed = all(x["ci"][1] < ind[x["model"]]["ci"][0] for x in cro if x["model"] in ind)
+        verdict = ("Yes, in every direction measured: every cross-domain interval lies below the same model's in-domain "
+                   "interval." if failed else "Not everywhere: some cross-domain intervals overlap the in-domain ones.")
+        chance = "; ".join(f"{x['model']} on {x['test']} {_f(x['accuracy'])} [{_f(x['ci'][0])}, {_f(x['ci'][1])}] "
+                           f"(chance {_f(x['chance'])})" for x in cro)
+        text = (f"**Does the transfer fail, and how badly?** {verdict} In-domain at r = R: "
+                + "; ".join(f"{k} {_f(v['accuracy'])}" for k, v in ind.items())
+                + f". Across datasets at r = R: {chance}, that is {min(ratios):.0%} to {max(ratios):.0%} of the same "
+                  "model's in-domain accuracy.")
+        sep = nums["separability"]
+        if sep:
+            listed = "; ".join(f"{x['datasets'][0]} vs {x['datasets'][1]} {_f(x['accuracy'])} [{_f(x['ci'][0])}, "
+                               f"{_f(x['ci'][1])}] at R = {x['R']}" for x in sep)
+            lowest = min(x["ci"][0] for x in sep)
+            best_cross = max(x["accuracy"] for x in cro)
+            text += f" Why: a linear classifier on the frozen features tells the datasets' test images apart (balanced per letter, chance 0.5): {listed}."
+            if lowest > best_cross:
+                text += (f" Even the lowest bound of these ({_f(lowest)}) lies above the best cross-domain letter accuracy "
+                         f"({_f(best_cross)}): the features say which dataset an image comes from far more reliably than "
+                         "a letter classifier carries its letters from one dataset to the other.")
+        hidden = [f"{r['train_dataset']}@{r['train_res']} scores {_f(r['accuracy'])} on the {r['n']} official Kaggle test "
+                  "images, photographed with its training images" for r in kaggle]
+        hidden += [f"a random split of {a['dataset']}'s frames moves its in-domain accuracy at R = {a['R']} by "
+                   f"{a['inflation']:+.3f}" for a in nums["ablation"]]
+        if hidden:
+            text += (" The single signer of asl_alphabet hides part of the failure even in-domain: " + "; ".join(hidden)
+                     + ". Images from the recording a model was trained on say little about a new signer or room.")
+        parts.append(text)
+    # 2. What recovers it?
+    no_target = [x for x in fx if x["question"] == "remedy" and x["domain"] == "cross-domain"]
+    few = [x for x in fx if x["question"] == "target data" and "target images per letter" in x["effect"]]
+    with_target = [x for x in fx if x["question"] == "target data" and x["target_images"]]
+    costs = [x for x in fx if x["question"] == "target data" and x["domain"] == "in-domain"]
+    text = "**What recovers it?**"
+    if no_target:
+        best = max(no_target, key=lambda x: x["difference"])
+        helped = [x for x in no_target if x["verdict"] == "higher"]
+        text += (" Without target images, against the frozen baseline: "
+                 + "; ".join(_effect(x) for x in sorted(no_target, key=lambda x: -x["difference"]))
+                 + f". {len(helped)} of these {len(no_target)} cross-domain differences are clearly above zero; the largest "
+                 f"is {best['effect']} on {best['test']} ({best['difference']:+.3f}).")
+        in_dom = [x for x in fx if x["question"] == "remedy" and x["domain"] == "in-domain"]
+        if in_dom:
+            text += " In-domain the same remedies give " + "; ".join(_effect(x, False) for x in in_dom) + "."
+    if with_target:
+        best = max(with_target, key=lambda x: x["difference"])
+        top = max(no_target, key=lambda x: x["difference"])["difference"] if no_target else None
+        text += (" With target images: " + "; ".join(_effect(x) for x in few) + f". The largest gain is {best['effect']} "
+                 f"on {best['test']} ({best['difference']:+.3f})")
+        text += (": labelled photos of the new domain, even a few per letter, recover far more than any change to "
+                 "training on the source alone." if top is not None and min(x["difference"] for x in few or [best]) > top
+                 else ".")
+    if costs:
+        text += " Training on the union costs the sources' own test sets: " + "; ".join(_effect(x, False) for x in costs) + "."
+    if not (no_target or with_target):
+        text += " Not run in this preset."
+    parts.append(text)
+    # 3. What does downsizing the pixels do?
+    text = "**What does downsizing the pixels do?**"
+    train_res = [x for x in fx if x["question"] == "training resolution"]
+    if train_res:
+        text += " Training at the higher resolution R: " + "; ".join(_effect(x, False) for x in train_res) + "."
+    test_res = [x for x in fx if x["question"] == "test resolution"]
+    if test_res:
+        ind_drop = [x for x in test_res if x["domain"] == "in-domain"]
+        better = [x for x in test_res if x["domain"] == "cross-domain" and x["verdict"] == "higher"]
+        if ind_drop:
+            worst = min(ind_drop, key=lambda x: x["difference"])
+            text += (f" Lowering the test resolution costs in-domain accuracy up to {-worst['difference']:.3f} "
+                     f"({worst['effect']} on {worst['test']}).")
+        if better:
+            text += (f" Across datasets, a lower test resolution transfers *better* in {len(better)} of "
+                     f"{sum(x['domain'] == 'cross-domain' for x in test_res)} cases: "
+                     + "; ".join(_effect(x) for x in better[:6]) + (" (the rest in the ranked table)" if len(better) > 6 else "")
+                     + ". Removing detail removes part of what ties a model to its own dataset's images.")
+        else:
+            text += " Across datasets, no lower test resolution transfers clearly better than r = R."
+    inter = [x for x in fx if x["question"] == "remedy x test resolution" and x["domain"] == "cross-domain"]
+    if inter:
+        changed = [x for x in inter if x["verdict"] != "no clear difference"]
+        text += (" The remedies " + (f"change that effect across datasets in {len(changed)} of {len(inter)} cases"
+                                     if changed else "do not clearly change that effect across datasets")
+                 + ": " + "; ".join(_effect(x, False) for x in inter) + ".")
+    parts.append(text)
+    clear = [x for x in fx if x["verdict"] != "no clear difference"]
+    if clear:
+        parts.append(f"**The largest effects**, by size among the {len(clear)} of {len(fx)} whose interval excludes zero "
+                     "(all are in the ranked table below and in `paper_numbers.json`): "
+                     + "; ".join(f"({i}) {_effect(x)}" for i, x in enumerate(clear[:5], 1)) + ".")
+    return "\n\n".join(parts)
+
+
 def _paper(info: dict, rows: list[dict], nums: dict, template: str) -> str:
     preset = info["preset"]
     prepared = info["prepared"]
@@ -547,32 +803,9 @@ def _paper(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         scope = ("**Scope.** These are the results of the `" + preset.name + "` preset on the data found on the machine "
                  "that ran it (counts below), not the full datasets; the `paper` preset on the full Kaggle archives is "
                  "the study of record." + (f" Not found, so not in this study: {', '.join(nums['not_found'])}." if nums["not_found"] else ""))
-    ind = "; ".join(f"{x['model']} {_f(x['accuracy'])} [{_f(x['ci'][0])}, {_f(x['ci'][1])}]" for x in nums["in_domain"])
-    cro = "; ".join(f"{x['model']} on {x['test']} {_f(x['accuracy'])}" for x in nums["cross_domain"]) or "none (one dataset)"
-    deg = "; ".join(f"{x['model']} from {_f(x['at_R'])} at r = R to {_f(x['at_r_low'])} at r = {x['r_low']}" for x in nums["degradation"])
     kaggle = [r for r in rows if r["eval_dataset"].endswith(":kaggle_test") and r["eval_res"] == r["train_res"]
               and r["eval_dataset"].split(":")[0] == r["train_dataset"]]
-    kaggle_text = ("" if not kaggle else " On the official Kaggle test images the same models score " + "; ".join(
-        f"{r['train_dataset']}@{r['train_res']} {_f(r['accuracy'])} (n = {r['n']})" for r in kaggle)
-        + ": far above the frame-block test split. So few images, of the same signer and room, say little about "
-        "generalisation; the frame-block test split is the in-domain measure.")
-    sep = "; ".join(f"{x['datasets'][0]} vs {x['datasets'][1]} at R = {x['R']}: {_f(x['accuracy'])} "
-                    f"[{_f(x['ci'][0])}, {_f(x['ci'][1])}]" for x in nums["separability"])
-    sep_text = ""
-    if sep:
-        sep_text = (" Why: a linear classifier trained on the frozen features of the training splits tells the "
-                    f"datasets' test images apart (balanced per letter, chance 0.5) with accuracy {sep}.")
-        lowest = min(x["ci"][0] for x in nums["separability"])
-        best_cross = max((x["accuracy"] for x in nums["cross_domain"]), default=None)
-        if best_cross is not None and lowest > best_cross:
-            sep_text += (f" Even the lowest interval bound of these ({_f(lowest)}) lies above the best cross-domain "
-                         f"accuracy ({_f(best_cross)}): the features say which dataset an image comes from far more "
-                         "reliably than a letter classifier carries its letters from one dataset to another.")
-    discussion = (f"In-domain test accuracy at the training resolution (r = R): {ind}. Cross-domain accuracy at r = R: {cro}."
-                  f"{sep_text} "
-                  f"Lowering the test resolution moves in-domain accuracy {deg}. Compare rows of the same training set "
-                  "to see the effect of the training resolution R, and the columns of one test set to see the effect of "
-                  "the test resolution r." + kaggle_text)
+    discussion = _discussion(nums, kaggle)
     abl = nums["ablation"]
     if abl:
         ablation = ("The same model, trained and scored on a random split of the same images (same split sizes, "
@@ -585,8 +818,32 @@ def _paper(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         ablation = "Not run in this preset."
     limitations = ("One signer in `asl_alphabet`; the frame-block split removes near-duplicate frames but not the sameness "
                    "of signer, room and light, so in-domain accuracy is still an optimistic measure of generalisation. "
-                   "The backbone is frozen (fine-tuning block 5 is a preset option for a GPU). Labels missing from one "
-                   "dataset are not scored across datasets.")
+                   "Blocks 1-4 of the backbone are never trained; block 5 is fine-tuned only at "
+                   + (", ".join(f"R = {r}" for r in preset.block5.resolutions) or "no resolution")
+                   + ", and augmentation is applied only at "
+                   + (", ".join(f"R = {r}" for r in preset.augment.resolutions) if preset.augment.views else "no resolution")
+                   + ", to fit the preset's time budget. The effects are many comparisons on the same test images; their "
+                   "intervals are not corrected for multiplicity, so a single interval just excluding zero is weak evidence. "
+                   "Labels missing from one dataset are not scored across datasets.")
+    a, b5 = preset.augment, preset.block5
+    remedies_method = (
+        f"- **Augmentation** (`<dataset>/aug{a.views}`, at R in {', '.join(map(str, a.resolutions))}): {a.views} augmented "
+        f"views of every training image, drawn per image with dm-pix: a random resized crop (side {a.crop_scale[0]:g}-"
+        f"{a.crop_scale[1]:g} of the image) turned by up to {a.max_rotation:g} degrees, brightness (+-{a.brightness:g}), "
+        f"contrast ({a.contrast[0]:g}-{a.contrast[1]:g}), saturation ({a.saturation[0]:g}-{a.saturation[1]:g}) and hue "
+        f"(+-{a.hue:g}) jitter, grayscale (p = {a.grayscale:g}) and Gaussian blur (p = {a.blur:g}, sigma "
+        f"{a.blur_sigma[0]:g}-{a.blur_sigma[1]:g} px); no horizontal flip, which swaps the signing hand. Each view's "
+        "features are cached; each epoch shows every image once, as itself or one of its views.\n"
+        f"- **Block 5 fine-tuned** (`<dataset>/ft5`, at R in {', '.join(map(str, b5.resolutions))}): VGG16's last block "
+        f"and the head, starting from ImageNet and from the frozen baseline's head, trained together with AdamW "
+        f"(learning rate {b5.learning_rate:g}, batch {b5.batch_size}, at most {b5.epochs} epochs, patience {b5.patience}) on "
+        "the block-4 maps cached in the features pass; scored from the features of its own block 5.\n"
+        "- **Target data**: multi-source models train on the union of the datasets' training splits (shared labels); "
+        f"few-shot models add k in {', '.join(map(str, preset.few_shot))} labelled images per letter of the target's training "
+        "split to the source's, spread over the target's recording and drawn per seed.\n"
+        "- **Paired differences.** Each effect is the difference of two models' (or one model's at two test resolutions) "
+        "mean accuracy on the same test images, with its interval over the table's bootstrap resamples."
+        if not preset.train.finetune else "- The image-level fine-tuning mode: block 5 and the head trained on images.")
     values = {
         "preset": preset.name, "scope": scope, "data_table": "\n".join(data),
         "max_blocks": preset.split.max_blocks, "fractions": "/".join(f"{x:g}" for x in preset.split.fractions),
@@ -601,6 +858,7 @@ def _paper(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         "train_res": ", ".join(map(str, preset.train_resolutions)), "eval_res": ", ".join(map(str, preset.eval_resolutions)),
         "bootstrap": preset.eval.bootstrap, "comparison_table": table_markdown(rows, preset.eval.confidence, info["separability"]), "ablation": ablation,
         "discussion": discussion, "limitations": limitations, "remedies": _remedies(nums),
+        "remedies_method": remedies_method, "effects_table": effects_markdown(nums["effects"]) if nums["effects"] else "No effects (one dataset).",
         "data_dir_hint": "../shared/data" if preset.name == "cpu" else "data",
     }
     return template.format_map(values)
@@ -622,6 +880,7 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     inputs = [out_dir / n for n in ("table.csv", "datasets.json", "weights.json")]
     inputs += [out_dir / "separability.csv"] if (out_dir / "separability.csv").is_file() else []
     inputs += sorted((out_dir / "models").glob("*/seed*/history.json")) + sorted((out_dir / "eval").rglob("*.json"))
+    inputs += sorted((out_dir / "gradcam" / "figures").glob("overview.*"))
     for p in inputs:
         h.update(p.read_bytes())
     spec = {"kind": "report", "version": REPORT_VERSION, "inputs": h.hexdigest()}
@@ -644,6 +903,8 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     written += cross_domain_confusions(out_dir, rows, paper_dir)
     written += few_shot(out_dir, rows, paper_dir)
     nums = paper_numbers(info, rows, out_dir)
+    written += effects(nums["effects"], paper_dir)
+    written += gradcam(out_dir, paper_dir)
     write_json_atomic(out_dir / "paper_numbers.json", nums)
     write_text_atomic(paper_dir / "paper.md", _paper(info, rows, nums, template))
     written += [out_dir / "paper_numbers.json", paper_dir / "paper.md"]
@@ -652,5 +913,6 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     return written
 
 
-FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions, few_shot)
-REPORT_VERSION = 5
+FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions, few_shot,
+           effects, gradcam)
+REPORT_VERSION = 6

@@ -82,7 +82,7 @@ def stage_train(ctx, args) -> None:
 
 
 def stage_evaluate(ctx, args) -> None:
-    from study import evaluate, features, separability
+    from study import evaluate, features, gradcam, separability
 
     tuned = features.finetuned_units(ctx)  # fine-tuned models are scored from their own backbone's features
     if tuned:
@@ -91,6 +91,7 @@ def stage_evaluate(ctx, args) -> None:
     ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
     if not ctx.preset.train.finetune:  # a diagnostic of the frozen features
         separability.run_stage(ctx)
+    gradcam.run_stage(ctx)
 
 
 def stage_score(ctx, args) -> None:

@@ -20,7 +20,6 @@ from study.datasets import DATASETS, DatasetError, DatasetSpec
 from study.datasets.builders import AslFolder
 from study.datasets.build import build_dataset, format_summary, summarize
 from study.files import write_json_atomic
-from study.names import parse
 
 
 def prepare_folder(ctx: Context, folder: Path, name: str | None = None) -> str:
@@ -33,7 +32,7 @@ def prepare_folder(ctx: Context, folder: Path, name: str | None = None) -> str:
     if name in DATASETS:
         raise ValueError(f"--name {name!r} is one of the study's datasets; choose another name")
     # The models evaluate scores a folder with: not the few-shot ones or the ablation.
-    models = [m for m in store.models(ctx) if parse(m[0]).kind in ("single", "multi-source")]
+    models = store.scorable(ctx, ctx.echo)
     if not models:
         raise DatasetError(f"no trained models in {ctx.out_dir}: run `python -m study.run all --preset {ctx.preset.name}` first")
     for m in models:

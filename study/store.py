@@ -25,7 +25,7 @@ import numpy as np
 
 from study.context import Context
 from study.datasets.splits import random_deal
-from study.names import RANDOM, folder, preset_models
+from study.names import FT5, RANDOM, folder, parse, preset_models
 from study.units import MissingArtefact, read_marker, require
 
 # Bump when the feature computation changes, so cached features are recomputed.
@@ -153,6 +153,25 @@ def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.nd
 def models(ctx: Context) -> list[tuple[str, int, int]]:
     """(name, R, seed) of every model of the preset (names: study.names)."""
     return [(name, R, seed) for name, R in preset_models(ctx.preset, trainable_labels(ctx)) for seed in ctx.preset.seeds]
+
+
+def scorable(ctx: Context, echo=None) -> list[tuple[str, int, int]]:
+    """The models `score` scores a folder with: all but the few-shot ones and the ablation,
+    which belong to the study's own datasets; a fine-tuned model only where its block 5 is
+    there (the cpu preset commits heads, 0.55 MB each, but not fine-tuned blocks, 28 MB each).
+    `echo` gets a line per model left out for want of its block."""
+    out, absent = [], []
+    for name, R, seed in models(ctx):
+        m = parse(name)
+        if m.kind in ("few-shot", "ablation"):
+            continue
+        if m.remedy == FT5 and not (model_dir(ctx, name, R, seed) / "block5.npz").exists():
+            absent.append(f"{name}@{R} seed {seed}")
+            continue
+        out.append((name, R, seed))
+    if absent and echo:
+        echo(f"not scored, their fine-tuned block 5 is not here (`{command(ctx, 'train')}` makes it): {', '.join(absent)}")
+    return out
 
 
 def trainable_labels(ctx: Context) -> dict[str, set[str]]:

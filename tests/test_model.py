@@ -62,3 +62,20 @@ def test_small_inputs_and_unknown_heads_are_refused():
         backbone(jnp.zeros((1, 16, 16, 3)))
     with pytest.raises(ValueError, match="valid heads: mlp, seed"):
         model.make_head("resnet", 32, 29, rngs=nnx.Rngs(0))
+
+
+def test_block5_on_block4_maps_is_the_backbone_split_in_two():
+    """Features = block 5 of the block-4 maps: what the features pass caches and what the
+    fine-tuned block 5 trains on are the same computation as the whole backbone."""
+    rngs = nnx.Rngs(0)
+    backbone = model.VGG16Backbone(width=1 / 16, rngs=rngs)
+    x = jax.random.uniform(jax.random.key(1), (3, 64, 64, 3))
+    feats, maps = backbone.features_and_maps(x)
+    assert maps.shape == (3, 4, 4, backbone.convs[model.BLOCK5[0]].in_features)
+    np.testing.assert_allclose(feats, backbone(x), rtol=1e-5, atol=1e-6)
+    block5 = model.Block5.of(backbone)
+    np.testing.assert_allclose(block5(maps), feats, rtol=1e-5, atol=1e-6)
+    # A copy: training it leaves the backbone alone.
+    block5.convs[0].kernel[...] = block5.convs[0].kernel[...] + 1
+    assert not np.allclose(backbone.convs[model.BLOCK5[0]].kernel[...], block5.convs[0].kernel[...])
+    assert set(block5.arrays()) == set(model.BLOCK5)

@@ -3,7 +3,12 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from study.names import Model, dataset_pairs, model_names, parse, skipped
+import dataclasses
+
+import pytest
+
+from study.config import CPU, SMOKE
+from study.names import Model, dataset_pairs, folder, model_names, parse, preset_models, skipped
 
 ASL = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"del", "nothing", "space"}
 LEX = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"nothing"}
@@ -12,8 +17,11 @@ dataset = st.sampled_from(["asl_alphabet", "asl_photos", "synthetic_asl_alphabet
 
 @given(dataset, dataset, st.integers(1, 500))
 def test_names_parse_back_to_what_the_model_saw(a, b, k):
-    for m in (Model((a,)), Model((a, b)), Model((a,), b, k), Model((a,), random=True)):
+    for m in (Model((a,)), Model((a, b)), Model((a,), b, k), Model((a,), random=True), Model((a,), remedy=f"aug{k}"),
+              Model((a,), remedy="ft5")):
         assert parse(str(m)) == m
+    assert str(Model((a,), remedy=f"aug{k}")) == f"{a}/aug{k}" and parse(f"{a}/aug{k}").views == k
+    assert folder(f"{a}/ft5", 64) == f"{a}-ft5@64" and "/" not in folder(f"{a}/aug{k}", 32)
     assert str(Model((a,), b, k)) == f"{a}+{k}shot({b})"
     assert parse(f"{a}+{k}shot({b})").datasets == (a, b)
 
@@ -45,3 +53,29 @@ def test_fine_tuning_trains_single_dataset_models_only():
 def test_dataset_pairs_share_labels_or_are_left_out():
     pairs = dataset_pairs({"a": {"A", "B"}, "b": {"B", "C"}, "c": {"D"}})
     assert pairs == [("a", "b", ["B"])]
+
+
+def test_remedies_are_single_dataset_models_at_the_preset_remedy_resolutions():
+    labels = {"asl_alphabet": ASL, "asl_photos": ASL}
+    models = preset_models(CPU, labels)
+    remedies = [(n, R) for n, R in models if "/" in n]
+    assert remedies == [("asl_alphabet/aug4", 64), ("asl_photos/aug4", 64), ("asl_alphabet/ft5", 64), ("asl_photos/ft5", 64)]
+    assert [parse(n).kind for n, _ in remedies] == ["augmented"] * 2 + ["fine-tuned"] * 2
+    assert len(models) == 2 * len(model_names(labels, multi_source=True, few_shot=CPU.few_shot, ablation=CPU.ablation)) + 4
+    # each remedy after the baseline it starts from (block 5 starts from the frozen model's head)
+    assert models.index(("asl_alphabet/ft5", 64)) > models.index(("asl_alphabet", 64))
+    no_aug = dataclasses.replace(SMOKE, augment=dataclasses.replace(SMOKE.augment, views=0))
+    assert [n for n, _ in preset_models(no_aug, labels) if "/" in n] == ["asl_alphabet/ft5", "asl_photos/ft5"]
+    image_mode = dataclasses.replace(SMOKE, train=dataclasses.replace(SMOKE.train, finetune=True))
+    assert [n for n, _ in preset_models(image_mode, labels)] == ["asl_alphabet", "asl_photos"]
+
+
+def test_names_that_say_nothing_known_are_refused():
+    for bad in ("a/aug0", "a/ft4", "a/b/ft5", "a+b/ft5"):
+        with pytest.raises(ValueError, match="not a model name"):
+            parse(bad)
+
+
+def test_remedy_resolutions_must_be_model_resolutions():
+    with pytest.raises(ValueError, match="remedy resolution 32"):
+        dataclasses.replace(CPU, block5=dataclasses.replace(CPU.block5, resolutions=(32,)))

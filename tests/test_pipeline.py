@@ -83,12 +83,13 @@ def test_all_writes_models_evaluations_and_the_table(smoke):
     unions = {"asl_alphabet+synthetic_asl_alphabet+asl_photos", "asl_alphabet+synthetic_asl_alphabet",
               "asl_alphabet+asl_photos", "synthetic_asl_alphabet+asl_photos"}
     shots = {f"{a}+2shot({b})" for a in names for b in names if a != b}
-    assert {r["train_dataset"] for r in rows} == names | unions | shots | {"asl_alphabet+random"}
+    remedies = {f"{a}/{x}" for a in names for x in ("aug2", "ft5")}
+    assert {r["train_dataset"] for r in rows} == names | unions | shots | remedies | {"asl_alphabet+random"}
     assert {r["eval_dataset"] for r in rows} == names | {"asl_alphabet:kaggle_test", "asl_alphabet+random"}
     assert {r["eval_res"] for r in rows} == {"32", "16"}
-    # 3 + 4 models x (3 test splits + kaggle_test) x 2 degradations; each few-shot model on its
-    # target's test splits (asl_alphabet's two, the others' one) x 2; the ablation's one row
-    assert len(rows) == 7 * 4 * 2 + (2 * 2 + 4 * 1) * 2 + 1
+    # 3 + 4 + 6 models x (3 test splits + kaggle_test) x 2 degradations; each few-shot model on
+    # its target's test splits (asl_alphabet's two, the others' one) x 2; the ablation's one row
+    assert len(rows) == 13 * 4 * 2 + (2 * 2 + 4 * 1) * 2 + 1
     for r in rows:
         if "shot(" in r["train_dataset"]:
             assert r["eval_dataset"].split(":")[0] == r["train_dataset"].split("(")[1].rstrip(")")
@@ -124,7 +125,7 @@ def test_second_all_does_no_work(smoke):
     assert run.main(args(smoke)) == 0
     assert time.perf_counter() - t0 < 30
     after = outputs(smoke)
-    changed = [k for k in after if before.get(k) != after[k] and not k.endswith(("table.csv", "separability.csv", "features.json", "datasets.json", "weights.json"))]
+    changed = [k for k in after if before.get(k) != after[k] and not k.endswith(("table.csv", "separability.csv", "features.json", "features_finetuned.json", "datasets.json", "weights.json"))]
     assert changed == []
 
 
@@ -237,10 +238,10 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     out = layout(smoke)["out"] / "score" / "my_photos"
     rows = list(csv.DictReader(open(out / "table.csv")))
     # every model but the few-shot ones and the ablation, which belong to the study's datasets
-    assert {r["train_dataset"] for r in rows} == {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos",
-                                                  "asl_alphabet+synthetic_asl_alphabet+asl_photos",
-                                                  "asl_alphabet+synthetic_asl_alphabet", "asl_alphabet+asl_photos",
-                                                  "synthetic_asl_alphabet+asl_photos"}
+    singles = {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
+    assert {r["train_dataset"] for r in rows} == singles | {
+        "asl_alphabet+synthetic_asl_alphabet+asl_photos", "asl_alphabet+synthetic_asl_alphabet", "asl_alphabet+asl_photos",
+        "synthetic_asl_alphabet+asl_photos"} | {f"{d}/{x}" for d in singles for x in ("aug2", "ft5")}
     assert {r["eval_dataset"] for r in rows} == {"my_photos"} and {r["eval_res"] for r in rows} == {"32", "16"}
     ds = json.loads((out / "dataset.json").read_text())
     ok = sum(v == "ok" for v in expected.values())
@@ -314,7 +315,7 @@ def test_ablation_deals_the_same_images_at_random_into_splits_of_the_same_sizes(
 def test_report_writes_every_table_and_figure_from_the_results(smoke):
     paper = layout(smoke)["paper"]
     for name in ("training_curves", "accuracy_vs_resolution", "cross_domain_heatmap", "per_letter_f1", "cross_domain_confusions",
-                 "few_shot"):
+                 "few_shot", "effects", "gradcam"):
         for ext in ("png", "pdf"):
             assert (paper / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
     assert (paper / "tables" / "comparison.tex").read_text().count(r"\\") >= 4
@@ -323,6 +324,15 @@ def test_report_writes_every_table_and_figure_from_the_results(smoke):
     text = (paper / "paper.md").read_text()
     assert "{" not in text  # every placeholder filled
     assert "from asl_photos@32 to asl_alphabet:" in text and "figures/few_shot.png" in text  # the remedies
+    for question in ("Does the transfer fail, and how badly?", "What recovers it?", "What does downsizing the pixels do?",
+                     "The largest effects", "All effects, ranked"):
+        assert question in text, question
+    effects = json.loads((layout(smoke)["out"] / "paper_numbers.json").read_text())["effects"]
+    ranked = [e for e in effects if e["verdict"] != "no clear difference"]
+    assert ranked == effects[: len(ranked)] and [abs(e["difference"]) for e in ranked] == sorted((abs(e["difference"]) for e in ranked), reverse=True)
+    for e in effects:  # the verdict is the interval's
+        assert e["ci"][0] <= e["difference"] <= e["ci"][1]
+        assert e["verdict"] == ("higher" if e["ci"][0] > 0 else "lower" if e["ci"][1] < 0 else "no clear difference")
     # Every decimal number in the paper is one that a result file holds.
     results = "".join(p.read_text() for p in layout(smoke)["out"].glob("*.*") if p.suffix in (".json", ".csv"))
     numbers = set(re.findall(r"(?<![\w.])\d+\.\d+", text))
@@ -361,10 +371,11 @@ def _markers(tmp: Path) -> dict[str, int]:
     p = layout(tmp)
     found = list(p["cache"].rglob("unit.json")) + list((p["out"] / "models").rglob("unit.json"))
     found += list((p["out"] / "eval").rglob("*.json")) + [p["out"] / "report.json"]
+    found += list((p["out"] / "gradcam").rglob("*.json"))
     return {str(f.relative_to(tmp)): f.stat().st_mtime_ns for f in found}
 
 
-@pytest.mark.parametrize("kind", ["features", "head", "evaluation", "figure"])
+@pytest.mark.parametrize("kind", ["features", "maps", "head", "evaluation", "figure", "grad-cam"])
 def test_a_damaged_artefact_is_redone_and_nothing_else(smoke, kind):
     """A marker whose files are missing or changed is not done: the next run redoes exactly
     that unit (its outputs come back identical: the computation is deterministic)."""
@@ -373,6 +384,9 @@ def test_a_damaged_artefact_is_redone_and_nothing_else(smoke, kind):
     victim, marker = {
         "features": lambda: (store.features_dir(ctx, "asl_photos", "test", 32, 16) / "feats.npy",
                              store.features_dir(ctx, "asl_photos", "test", 32, 16) / "unit.json"),
+        "maps": lambda: (store.features_dir(ctx, "asl_photos", "test", 32, 16) / "maps.npy",
+                         store.features_dir(ctx, "asl_photos", "test", 32, 16) / "unit.json"),
+        "grad-cam": lambda: (p["out"] / "gradcam/asl_photos-ft5@32/asl_alphabet.png", p["out"] / "gradcam/asl_photos-ft5@32/asl_alphabet.json"),
         "head": lambda: (store.model_dir(ctx, "asl_photos", 32, 0) / "head.npz", store.model_dir(ctx, "asl_photos", 32, 0) / "unit.json"),
         "evaluation": lambda: (p["out"] / "eval/asl_photos@32/seed0/asl_alphabet.test.r16.txt",
                                p["out"] / "eval/asl_photos@32/seed0/asl_alphabet.test.r16.json"),
@@ -391,7 +405,7 @@ def test_a_damaged_artefact_is_redone_and_nothing_else(smoke, kind):
     # report's training-curves figure reads: the report follows.
     downstream = [str((p["out"] / "report.json").relative_to(smoke))] if kind == "head" else []
     assert redone == sorted([str(marker.relative_to(smoke))] + downstream)
-    if kind != "figure":  # a PNG carries no timestamp, but matplotlib's output is not promised identical
+    if kind not in ("figure", "grad-cam"):  # a PNG carries no timestamp, but matplotlib's output is not promised identical
         assert victim.read_bytes() == original
     assert git_status(smoke) == ""
 
@@ -478,3 +492,47 @@ def test_only_the_record_preset_writes_the_paper_of_record(tmp_path):
     assert paper("--preset", "smoke") == Path("results/smoke/paper")
     assert paper("--preset", "paper") == Path("results/paper/paper")
     assert paper("--preset", "smoke", "--paper-dir", str(tmp_path / "p")) == tmp_path / "p"
+
+
+def test_remedies_augmented_views_and_block5_fine_tuned_on_cached_maps(smoke):
+    """The remedies through the runner: augmented views are features units of their own, drawn
+    per image; the features pass keeps block-4 maps at the block-5 resolutions, and block 5 on
+    them gives back the features; a fine-tuned block 5 is trained from the frozen model's head,
+    saved, and scored from features of its own block 5, computed from the cached maps."""
+    from flax import nnx
+
+    from study import augment, weights
+    from study.model import Block5, VGG16Backbone
+
+    ctx = context(smoke)
+    x, y, _ = store.load_features(ctx, "asl_photos", "train", 32, 32)
+    maps, labels = store.load_maps(ctx, "asl_photos", "train", 32)
+    assert maps.shape == (len(y), 2, 2, 512) and np.array_equal(labels, y)
+    backbone = weights.apply(nnx.eval_shape(lambda: VGG16Backbone(rngs=nnx.Rngs(0))), ctx.load_weights())
+    np.testing.assert_allclose(np.asarray(Block5.of(backbone)(np.asarray(maps[:16]))), x[:16], rtol=1e-4, atol=1e-5)
+    # Augmented views: units of their own, each image's view drawn from (seed, view, index).
+    views = [store.load_features(ctx, "asl_photos", "train", 32, 32, view=v)[0] for v in (1, 2)]
+    assert all(v.shape == x.shape and not np.allclose(v, x) for v in views) and not np.allclose(*views)
+    src = ctx.builder("asl_photos").as_data_source()["train"]
+    idx = np.array([3, 7])
+    imgs = np.stack([model_input(src[int(i)]["image"], 32, 32) for i in idx])
+    again = features.Extractor(ctx.load_weights(), 16)(augment.view(imgs, idx, 2, SMOKE.augment, store.AUGMENT_SEED))
+    np.testing.assert_allclose(again, views[1][idx], rtol=1e-3, atol=1e-3)
+    # Block 5 fine-tuned: from the frozen model's head, saved, its own backbone, scored from maps.
+    d = store.model_dir(ctx, "asl_photos/ft5", 32, 0)
+    rec = json.loads((d / "unit.json").read_text())
+    assert rec["spec"]["kind"] == "block5" and rec["spec"]["baseline"] == store.model_record(ctx, "asl_photos", 32, 0)["fingerprint"]
+    assert (d / "block5.npz").is_file() and rec["backbone_sha256"] != ctx.weights_record["converted_sha256"]
+    unit = store.features_dir(ctx, "asl_alphabet", "test", 32, 16, weights=rec["backbone_sha256"])
+    assert json.loads((unit / "unit.json").read_text())["from_maps"] is True
+    tuned = Block5.of(backbone)
+    for conv, (k, b) in zip(tuned.convs, store.block5_arrays(ctx, "asl_photos/ft5", 32, 0).values()):
+        conv.kernel[...], conv.bias[...] = k, b
+    test_maps, _ = store.load_maps(ctx, "asl_alphabet", "test", 32, 16)
+    np.testing.assert_allclose(np.asarray(tuned(np.asarray(test_maps[:8]))), np.load(unit / "feats.npy")[:8], rtol=1e-4, atol=1e-5)
+    # Grad-CAM of every model but the few-shot ones and the ablation, on every test split.
+    cams = sorted(p.parent.name for p in (layout(smoke)["out"] / "gradcam").glob("*/asl_photos.json"))
+    assert len(cams) == 13 and "asl_photos-ft5@32" in cams and not any("shot(" in c or "random" in c for c in cams)
+    g = json.loads((layout(smoke)["out"] / "gradcam/asl_photos-ft5@32/asl_alphabet.json").read_text())
+    assert np.array(g["cams"]).shape == (len(g["true"]), 2, 2) and 0 <= np.min(g["cams"]) and np.max(g["cams"]) <= 1
+    assert g["in_domain"] is False and len(g["images"]) == len(g["pred"]) == len(g["true"])
