@@ -21,7 +21,9 @@ GUARD = CPU.split.guard_frames
 @pytest.fixture(scope="module")
 def real(shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("real")
-    preset = dataclasses.replace(CPU, name="real-test", storage_size=32, train_resolutions=(32,), eval_resolutions=(32,))
+    preset = dataclasses.replace(CPU, name="real-test", storage_size=32, train_resolutions=(32,), eval_resolutions=(32,),
+                                 augment=dataclasses.replace(CPU.augment, resolutions=()),
+                                 block5=dataclasses.replace(CPU.block5, resolutions=()))
     prepare(preset, shared_data, tmp / "out", tmp / "tfds", echo=lambda s: None)
     return json.loads((tmp / "out" / "datasets.json").read_text())
 
