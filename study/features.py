@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
@@ -36,7 +35,7 @@ from study import weights as weights_lib
 from study.context import Context
 from study.datasets.images import model_input
 from study.files import held, write_json_atomic
-from study.model import MAPS_BATCH, Block5, VGG16Backbone
+from study.model import Block5, VGG16Backbone, predict_logits
 from study.names import FT5, parse, remedies
 from study.store import Unit
 from study.units import is_done, mark_done, read_marker
@@ -132,10 +131,9 @@ def compute_from_maps(ctx: Context, unit: Unit, out: Path, spec: dict) -> dict:
     maps of the same images: block 5 only, about 9% of a forward pass."""
     train_ds, R, seed, _ = unit.model
     maps, labels = store.load_maps(ctx, unit.dataset, unit.split, unit.R, unit.r)
-    block5 = _block5(ctx, train_ds, R, seed)
+    block5 = Block5(rngs=nnx.Rngs(0)).load(store.block5_arrays(ctx, train_ds, R, seed))
     t0 = time.perf_counter()
-    feats = np.concatenate([_block5_features(block5, jnp.asarray(_padded(maps[s : s + MAPS_BATCH])))[: len(maps[s : s + MAPS_BATCH])]
-                            for s in range(0, len(maps), MAPS_BATCH)]) if len(maps) else np.zeros((0, block5.features_dim), np.float32)
+    feats = predict_logits(block5, maps, block5.features_dim)  # block 5's pooled output, fixed batches
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "labels.npy", labels)
@@ -145,25 +143,6 @@ def compute_from_maps(ctx: Context, unit: Unit, out: Path, spec: dict) -> dict:
               images_per_second=round(n / seconds, 2) if seconds > 0 else float("nan"), devices=jax.device_count(),
               backend=jax.default_backend(), from_maps=True)
     return read_marker(out / "unit.json")
-
-
-def _padded(maps: np.ndarray) -> np.ndarray:
-    m = len(maps)
-    return maps if m == MAPS_BATCH else np.concatenate([maps, np.zeros((MAPS_BATCH - m,) + maps.shape[1:], maps.dtype)])
-
-
-@nnx.jit
-def _block5_features(block5, maps):
-    return block5(maps)
-
-
-def _block5(ctx: Context, train_ds: str, R: int, seed: int) -> Block5:
-    """A `<dataset>/ft5` model's fine-tuned block 5."""
-    b = Block5(rngs=nnx.Rngs(0))
-    for conv, (k, bias) in zip(b.convs, store.block5_arrays(ctx, train_ds, R, seed).values()):
-        conv.kernel[...] = jnp.asarray(k)
-        conv.bias[...] = jnp.asarray(bias)
-    return b
 
 
 _extractors: dict[tuple[str, int, bool], Extractor] = {}

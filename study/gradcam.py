@@ -32,7 +32,7 @@ from study import weights as weights_lib
 from study.context import Context
 from study.datasets.images import model_input
 from study.datasets.labels import CANONICAL
-from study.model import BLOCK5, Block5, VGG16Backbone, head_from_arrays
+from study.model import Block5, VGG16Backbone, head_from_arrays
 from study.names import folder, parse
 from study.plots import save_figure
 from study.units import fingerprint, is_done, mark_done
@@ -74,9 +74,7 @@ class _Model:
         rec = store.model_record(ctx, name, R, seed)
         block5 = Block5.of(base)
         if rec.get("backbone_sha256"):  # a fine-tuned block 5
-            for conv, (k, b) in zip(block5.convs, store.block5_arrays(ctx, name, R, seed).values()):
-                conv.kernel[...] = jnp.asarray(k)
-                conv.bias[...] = jnp.asarray(b)
+            block5.load(store.block5_arrays(ctx, name, R, seed))
         head = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, name, R, seed), block5.features_dim,
                                 len(CANONICAL), seed)
         self.fingerprint = rec["fingerprint"]

@@ -131,6 +131,13 @@ class Block5(nnx.Module):
             mine.bias[...] = jnp.array(theirs.bias[...])
         return b
 
+    def load(self, arrays: dict[int, tuple[np.ndarray, np.ndarray]]) -> "Block5":
+        """Take (kernel, bias) of each VGG16 convolution index of block 5 (as `arrays` gives them)."""
+        for conv, i in zip(self.convs, BLOCK5):
+            kernel, bias = arrays[i]
+            conv.kernel[...], conv.bias[...] = jnp.asarray(kernel), jnp.asarray(bias)
+        return self
+
     def arrays(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """{VGG16 convolution index: (kernel, bias)}, as study.weights.with_layers takes them."""
         return {i: (np.array(c.kernel[...]), np.array(c.bias[...])) for i, c in zip(BLOCK5, self.convs)}
