@@ -26,7 +26,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding
+from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
@@ -35,31 +35,49 @@ from study import weights as weights_lib
 from study.context import Context
 from study.datasets.images import model_input
 from study.files import held, write_json_atomic
-from study.model import Block5, VGG16Backbone, predict_logits
+from study.model import Block5, FrozenVGG16, VGG16Backbone, predict_logits
 from study.names import FT5, parse, remedies
 from study.store import Unit
 from study.units import is_done, mark_done, read_marker
 
 
 class Extractor:
-    """Pooled VGG16 features of fixed-size batches, sharded over every local device."""
+    """Pooled VGG16 features of fixed-size batches, sharded over every local device.
 
-    def __init__(self, weights: weights_lib.Weights, batch: int, width: float = 1.0, maps: bool = False):
+    Per input resolution, a `FrozenVGG16` (kernels transformed once for their convolution
+    paths, study.conv) compiled once. `direct=True` keeps XLA's convolution on every layer
+    (the matrix product on tiny maps): the path before Winograd, for comparisons (`bench`)."""
+
+    def __init__(self, weights: weights_lib.Weights, batch: int, width: float = 1.0, maps: bool = False,
+                 direct: bool = False):
         if width == 1.0:
             backbone = weights_lib.apply(nnx.eval_shape(lambda: VGG16Backbone(rngs=nnx.Rngs(0))), weights)
         else:  # the tiny VGG of the tests: random weights, nothing to load
             backbone = VGG16Backbone(width=width, rngs=nnx.Rngs(0))
+        self.backbone = backbone
         self.features_dim = backbone.features_dim
         devices = jax.devices()
         self.batch = math.ceil(batch / len(devices)) * len(devices)
-        mesh = jax.make_mesh((len(devices),), ("data",), devices=devices)
+        # Auto: the compiler propagates the batch sharding through the reshapes of study.conv
+        mesh = jax.make_mesh((len(devices),), ("data",), devices=devices, axis_types=(AxisType.Auto,))
         self._data = NamedSharding(mesh, P("data"))
-        replicated = NamedSharding(mesh, P())
-        graphdef, state = nnx.split(backbone)
-        self._state = jax.device_put(state, replicated)
+        self._replicated = NamedSharding(mesh, P())
         self.maps = maps  # also return the block-4 maps the features were computed from
-        fn = (lambda s, x: nnx.merge(graphdef, s).features_and_maps(x)) if maps else (lambda s, x: nnx.merge(graphdef, s)(x))
-        self._fn = jax.jit(fn, in_shardings=(replicated, self._data), out_shardings=self._data)
+        self.direct = direct
+        self._frozen: dict[int, tuple] = {}
+
+    def paths(self, resolution: int) -> tuple[str, ...]:
+        """Each convolution's path (study.conv) at this input resolution."""
+        return self.backbone.paths(resolution, winograd=not self.direct)
+
+    def _compiled(self, resolution: int):
+        if resolution not in self._frozen:
+            frozen = FrozenVGG16(self.backbone, resolution, paths=self.paths(resolution))
+            graphdef, state = nnx.split(frozen)
+            state = jax.device_put(state, self._replicated)
+            fn = (lambda s, x: nnx.merge(graphdef, s).features_and_maps(x)) if self.maps else (lambda s, x: nnx.merge(graphdef, s)(x))
+            self._frozen[resolution] = jax.jit(fn, in_shardings=(self._replicated, self._data), out_shardings=self._data), state
+        return self._frozen[resolution]
 
     def submit(self, x_BxRxRx3: np.ndarray) -> tuple[jax.Array, int]:
         """Start a batch (padded to the fixed size); returns the future (features, or features
@@ -67,7 +85,8 @@ class Extractor:
         n = len(x_BxRxRx3)
         if n < self.batch:
             x_BxRxRx3 = np.concatenate([x_BxRxRx3, np.zeros((self.batch - n,) + x_BxRxRx3.shape[1:], np.float32)])
-        return self._fn(self._state, jax.device_put(x_BxRxRx3, self._data)), n
+        fn, state = self._compiled(x_BxRxRx3.shape[1])
+        return fn(state, jax.device_put(x_BxRxRx3, self._data)), n
 
     def __call__(self, x_BxRxRx3: np.ndarray) -> np.ndarray:
         out, n = self.submit(x_BxRxRx3)
@@ -122,7 +141,8 @@ def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, d
         (out / (f + ".partial")).rename(out / f)
     rate = n / seconds if seconds > 0 else float("nan")
     mark_done(out / "unit.json", spec, [out / f for f in names] + [out / "labels.npy"], images=n, seconds=round(seconds, 2),
-              images_per_second=round(rate, 2), devices=jax.device_count(), backend=jax.default_backend())
+              images_per_second=round(rate, 2), devices=jax.device_count(), backend=jax.default_backend(),
+              conv_paths=list(extractor.paths(R)))
     return read_marker(out / "unit.json")
 
 

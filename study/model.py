@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from study import conv as conv_lib
+
 # Threefry's partitionable lowering (JAX's default) takes seconds per array shape to compile
 # on CPU (measured: 4.5 s for each initializer shape on 2 cores), which made building a model
 # take 20 s; the classic lowering compiles in a fraction of that. Same generator, same
@@ -61,8 +63,46 @@ def channels(width: float = 1.0) -> tuple[int, ...]:
     return tuple(max(1, round(c * width)) for c in VGG16_CHANNELS)
 
 
-class VGG16Backbone(nnx.Module):
-    """VGG16's convolutional part; `__call__` returns globally average-pooled features."""
+class _VGG16Forward(nnx.Module):
+    """The forward pass of VGG16's convolutional part, over `_layer(i, x)`: convolution i
+    plus bias. Subclasses hold the layers."""
+
+    preprocessing: Preprocessing
+
+    def _layer(self, i: int, x: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def _blocks(self, x: jax.Array, layers) -> jax.Array:
+        for i in layers:
+            x = nnx.relu(self._layer(i, x))
+            if i in POOL_AFTER:
+                x = _pool(x)
+        return x
+
+    def block4_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
+        """Blocks 1-4 (pooled): the input of block 5, B x H/16 x W/16 x C."""
+        if min(images_BxHxWx3.shape[1:3]) < MIN_RESOLUTION:
+            raise ValueError(f"VGG16 needs inputs of at least {MIN_RESOLUTION}x{MIN_RESOLUTION}, got {images_BxHxWx3.shape}")
+        return self._blocks(self.preprocessing(images_BxHxWx3), range(BLOCK5[0]))
+
+    def feature_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
+        return self._blocks(self.block4_map(images_BxHxWx3), BLOCK5)
+
+    def __call__(self, images_BxHxWx3: jax.Array) -> jax.Array:
+        return self.feature_map(images_BxHxWx3).mean(axis=(1, 2))
+
+    def features_and_maps(self, images_BxHxWx3: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The pooled features and the block-4 maps they were computed from, in one pass."""
+        maps = self.block4_map(images_BxHxWx3)
+        return self._blocks(maps, BLOCK5).mean(axis=(1, 2)), maps
+
+
+class VGG16Backbone(_VGG16Forward):
+    """VGG16's convolutional part; `__call__` returns globally average-pooled features.
+
+    Its convolutions are XLA's (or, on tiny maps, the matrix product): the differentiable
+    form that fine-tuning and Grad-CAM use. Frozen feature extraction uses `FrozenVGG16`,
+    which computes the same function faster."""
 
     def __init__(self, *, width: float = 1.0, preprocessing: Preprocessing = TORCHVISION, rngs: nnx.Rngs):
         chans = channels(width)
@@ -73,27 +113,47 @@ class VGG16Backbone(nnx.Module):
         self.preprocessing = preprocessing
         self.features_dim = chans[-1]
 
-    def block4_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
-        """Blocks 1-4 (pooled): the input of block 5, B x H/16 x W/16 x C."""
-        if min(images_BxHxWx3.shape[1:3]) < MIN_RESOLUTION:
-            raise ValueError(f"VGG16 needs inputs of at least {MIN_RESOLUTION}x{MIN_RESOLUTION}, got {images_BxHxWx3.shape}")
-        x = self.preprocessing(images_BxHxWx3)
-        for i, conv in enumerate(self.convs[: BLOCK5[0]]):
-            x = nnx.relu(_conv3x3(conv, x))
+    def _layer(self, i: int, x: jax.Array) -> jax.Array:
+        return _conv3x3(self.convs[i], x)
+
+    def paths(self, resolution: int, platform: str | None = None, winograd: bool = True) -> tuple[str, ...]:
+        """The convolution path of each layer for square inputs of `resolution` (study.conv.choose)."""
+        out, side = [], resolution
+        for i, c in enumerate(self.convs):
+            out.append(conv_lib.choose(side, side, c.in_features, c.out_features, platform, winograd))
             if i in POOL_AFTER:
-                x = _pool(x)
-        return x
+                side //= 2
+        return tuple(out)
 
-    def feature_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
-        return block5_map([self.convs[i] for i in BLOCK5], self.block4_map(images_BxHxWx3))
 
-    def __call__(self, images_BxHxWx3: jax.Array) -> jax.Array:
-        return self.feature_map(images_BxHxWx3).mean(axis=(1, 2))
+class Kernel(nnx.Variable):
+    """A convolution's kernel as its path multiplies by it (study.conv.prepare), or its bias."""
 
-    def features_and_maps(self, images_BxHxWx3: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The pooled features and the block-4 maps they were computed from, in one pass."""
-        maps = self.block4_map(images_BxHxWx3)
-        return block5_map([self.convs[i] for i in BLOCK5], maps).mean(axis=(1, 2)), maps
+
+class FrozenVGG16(_VGG16Forward):
+    """A backbone frozen for one input resolution: each convolution's kernel transformed
+    once, here, for the path `study.conv.choose` picks for the map it sees (Winograd on most
+    layers on CPU). Same function as the backbone, to float32 rounding (tests: the PyTorch
+    reference, and every path against XLA's convolution); inference only."""
+
+    def __init__(self, backbone: VGG16Backbone, resolution: int, *, paths: tuple[str, ...] | None = None,
+                 platform: str | None = None):
+        self.resolution = resolution
+        self.paths = tuple(paths or backbone.paths(resolution, platform))
+        if len(self.paths) != len(backbone.convs):
+            raise ValueError(f"{len(self.paths)} paths for {len(backbone.convs)} convolutions")
+        self.kernels = nnx.List([Kernel(conv_lib.prepare(c.kernel[...], p)) for c, p in zip(backbone.convs, self.paths)])
+        self.biases = nnx.List([Kernel(jnp.asarray(c.bias[...])) for c in backbone.convs])
+        self.preprocessing = backbone.preprocessing
+        self.features_dim = backbone.features_dim
+
+    def _layer(self, i: int, x: jax.Array) -> jax.Array:
+        return conv_lib.conv3x3(x, self.kernels[i][...], self.paths[i]) + self.biases[i][...]
+
+    def block4_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
+        if images_BxHxWx3.shape[1:3] != (self.resolution, self.resolution):
+            raise ValueError(f"backbone frozen for {self.resolution} px inputs, got {images_BxHxWx3.shape}")
+        return super().block4_map(images_BxHxWx3)
 
 
 def _pool(x: jax.Array) -> jax.Array:
@@ -106,10 +166,6 @@ def block5_conv(convs, maps_BxHxWxC: jax.Array) -> jax.Array:
     for conv in convs:
         x = nnx.relu(_conv3x3(conv, x))
     return x
-
-
-def block5_map(convs, maps_BxHxWxC: jax.Array) -> jax.Array:
-    return _pool(block5_conv(convs, maps_BxHxWxC))
 
 
 class Block5(nnx.Module):
@@ -149,22 +205,14 @@ class Block5(nnx.Module):
         return _pool(self.conv_map(maps_BxHxWxC)).mean(axis=(1, 2))
 
 
-# Feature maps of at most this many pixels are convolved as one matrix product over 3x3
-# patches. XLA's CPU convolution is pathological on them (measured on 2 cores: 835 ms for a
-# 2x2, 512->512 convolution of 64 images, 11 ms as a matrix product), and block 5 of a 32 px
-# input is 2x2. Same result to float32 rounding; larger maps use the convolution.
-SMALL_MAP = 4
-
-
 def _conv3x3(conv: nnx.Conv, x_BxHxWxC: jax.Array) -> jax.Array:
+    """A trainable convolution: XLA's, or the matrix product on maps of at most
+    study.conv.SMALL_MAP pixels (where XLA's CPU convolution is pathological)."""
     b, h, w, c = x_BxHxWxC.shape
-    if h * w > SMALL_MAP:
+    if h * w > conv_lib.SMALL_MAP:
         return conv(x_BxHxWxC)
-    p = jnp.pad(x_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate([p[:, dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)], axis=-1)
     kernel = conv.kernel[...].reshape(9 * c, -1)  # HWIO -> (dy, dx, c) x O, the patches' order
-    y = patches.reshape(b * h * w, 9 * c) @ kernel + conv.bias[...]
-    return y.reshape(b, h, w, -1)
+    return conv_lib.conv3x3(x_BxHxWxC, kernel, "matmul") + conv.bias[...]
 
 
 class MLPHead(nnx.Module):

@@ -29,7 +29,7 @@ from study.names import FT5, RANDOM, folder, parse, preset_models
 from study.units import MissingArtefact, read_marker, require
 
 # Bump when the feature computation changes, so cached features are recomputed.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: convolutions by Winograd on CPU (study.conv)
 # Seed of the leakage ablation's random split (the same for every model seed).
 RANDOM_SPLIT_SEED = 0
 # Seed of the augmented views (study.augment): view v of image i is drawn from (seed, v, i).

@@ -536,3 +536,32 @@ def test_remedies_augmented_views_and_block5_fine_tuned_on_cached_maps(smoke):
     g = json.loads((layout(smoke)["out"] / "gradcam/asl_photos-ft5@32/asl_alphabet.json").read_text())
     assert np.array(g["cams"]).shape == (len(g["true"]), 2, 2) and 0 <= np.min(g["cams"]) and np.max(g["cams"]) <= 1
     assert g["in_domain"] is False and len(g["images"]) == len(g["pred"]) == len(g["true"])
+
+
+def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeypatch):
+    """`bench` on the smoke preset (timings cut to one repeat): every plan, layer and path is
+    there, the counts are VGG16's, and the table shows them."""
+    from study import bench, conv
+
+    monkeypatch.setattr(bench, "MATMUL_N", 256)
+    monkeypatch.setattr(bench, "MIN_SECONDS", 0.0)
+    monkeypatch.setattr(bench, "MIN_REPEATS", 1)
+    ctx = context(smoke)
+    b = bench.run(ctx, images=40, out=tmp_path / "bench.json")
+    assert json.loads((tmp_path / "bench.json").read_text()) == b
+    assert b["matmul"]["gflops"] > 0 and list(b["resolutions"]) == ["32"]
+    r = b["resolutions"]["32"]
+    # VGG16's 13 convolutions: 30.7 GFLOP at 224 px (DESIGN.md section 7), 1/49 of it at 32
+    vgg = features.Extractor(ctx.load_weights(), 16).backbone
+    assert round(bench.direct_gflop(bench.layer_shapes(vgg, 224)), 1) == 30.7
+    assert r["direct_gflop_per_image"] == round(bench.direct_gflop(bench.layer_shapes(vgg, 224)) / 49, 3)
+    assert set(r["model"]) == set(bench.PLANS)
+    assert r["model"]["direct"]["paths"] == ["xla"] * 10 + ["matmul"] * 3  # block 5 of 32 px is 2x2
+    assert r["model"]["chosen"]["paths"][-1] == "f2" and "f4" in r["model"]["chosen"]["paths"]
+    for m in r["model"].values():
+        assert m["images_per_second"] > 0 and m["share_of_matmul"] == round(m["gflops"] / b["matmul"]["gflops"], 2)
+    assert [x["layer"] for x in r["layers"]] == list(range(13))
+    assert all(set(x["gflops"]) == set(conv.PATHS) for x in r["layers"])  # im2col of 32 px fits
+    assert r["input"]["images"] == 40 and r["features"]["chosen"]["images"] == 40
+    table = bench.format_table(b)
+    assert "model, chosen" in table and "| 32 | 12 | 2 | 512 -> 512 |" in table

@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 
 import h5py
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -63,11 +64,17 @@ def test_flax_features_match_pytorch_reference(pretrained, shared_data, size):
     assert hashlib.sha256(x.tobytes()).hexdigest() == str(ref[f"inputs_sha256_{size}"]), (
         "the reference inputs changed (Pillow's resize?): rerun scripts/make_vgg16_reference.py"
     )
-    got = np.asarray(pretrained(jnp.asarray(x)))
     want = ref[f"feats_{size}"]
-    rel = np.abs(got - want).max() / np.abs(want).max()
-    assert rel < 1e-4, rel
     assert (want > 0).mean() > 0.2  # the reference is no trivial all-zero output
+    # The trainable backbone (XLA's convolution) and the frozen one feature extraction uses
+    # (study.conv's paths, Winograd on most layers on CPU), to the same tolerance.
+    frozen = model.FrozenVGG16(pretrained, size)
+    if jax.default_backend() == "cpu":
+        assert {"f4", "xla"} <= set(frozen.paths), frozen.paths
+    for backbone in (pretrained, frozen):
+        got = np.asarray(backbone(jnp.asarray(x)))
+        rel = np.abs(got - want).max() / np.abs(want).max()
+        assert rel < 1e-4, (backbone.paths if backbone is frozen else "xla", rel)
 
 
 # --- other sources, random weights, against a NumPy VGG16 --------------------------------
@@ -141,6 +148,21 @@ def test_torchvision_state_dicts(tmp_path, random_oihw, fmt):
     assert w.unused == ("classifier.0.bias", "classifier.0.weight")
     want = numpy_vgg16(x, kernels, biases, model.TORCHVISION)
     got = flax_features(w, x)
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_frozen_backbone_matches_the_numpy_vgg16(random_oihw, size):
+    """Feature extraction's backbone (study.conv's paths: F(2x2) on 2x2 maps, F(4x4) with
+    partial tiles on 3x3 ones) against the independent float64 VGG16."""
+    kernels, biases, x = random_oihw
+    x = np.random.default_rng(size).uniform(0, 1, (2, size, size, 3)).astype(np.float32)
+    w = weights.Weights(tuple(k.transpose(2, 3, 1, 0) for k in kernels), tuple(biases), model.TORCHVISION, "random", "")
+    backbone = weights.apply(model.VGG16Backbone(rngs=nnx.Rngs(1)), w)
+    frozen = model.FrozenVGG16(backbone, size, platform="cpu")
+    assert frozen.paths[:2] == ("xla", "xla") and frozen.paths[-1] == ("f2" if size == 32 else "f4"), frozen.paths
+    want = numpy_vgg16(x, kernels, biases, model.TORCHVISION)
+    got = np.asarray(frozen(jnp.asarray(x)))
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
 
 

@@ -1,0 +1,229 @@
+"""`python -m study.run bench`: how fast the features are, against what bounds them, in one process.
+
+Machines differ from session to session, so every speed here is taken in the same run as
+the ones it is compared with, and reported as a ratio to them:
+
+1. the matrix-multiply rate (XLA, n x n float32): the bound of direct convolution;
+2. per model resolution R of the preset:
+   - model only (random images already on the device, the preset's batch): the whole
+     backbone with every plan of convolution paths (`direct`: XLA's convolution, as before
+     Winograd; `f2` / `f4`: that Winograd tile on every layer the rule gives Winograd;
+     `chosen`: study.conv.choose, what feature extraction runs), in images/s, GFLOP/s
+     counted as direct-convolution FLOPs (so a rate above the matrix-multiply rate means
+     fewer multiplications, not faster ones) and the share of the matrix-multiply rate;
+   - each layer alone with each path (GFLOP/s): the evidence for the rule;
+   - the input pipeline alone (records read, decoded, resized to R), images/s;
+   - the features end to end (pipeline and model, as `features` runs them) on the first
+     images of a prepared training split, direct and chosen.
+
+Written to results/<preset>/bench.json (`--out`) and printed as a table.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from study import conv
+from study.context import Context
+from study.datasets.images import model_input
+from study.files import write_json_atomic
+from study.model import POOL_AFTER, FrozenVGG16
+
+MATMUL_N = 4096
+PLANS = ("direct", "f2", "f4", "chosen")
+# Each timing: repeated until this many seconds and at least MIN_REPEATS times; the median.
+MIN_SECONDS, MIN_REPEATS = 2.0, 3
+# im2col of a layer larger than this (bytes) is not timed: it would only measure swapping.
+MAX_PATCHES_BYTES = 1 << 30
+
+
+def timed(fn, *args) -> float:
+    """Median seconds of `fn(*args)` (compiled and run once first)."""
+    jax.block_until_ready(fn(*args))
+    times, start = [], time.perf_counter()
+    while len(times) < MIN_REPEATS or time.perf_counter() - start < MIN_SECONDS:
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = MATMUL_N) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    return 2 * n**3 / timed(jax.jit(jnp.matmul), a, b) / 1e9
+
+
+def layer_shapes(backbone, resolution: int) -> list[tuple[int, int, int]]:
+    """(map side, c_in, c_out) of each convolution for square inputs of `resolution`."""
+    out, side = [], resolution
+    for i, c in enumerate(backbone.convs):
+        out.append((side, c.in_features, c.out_features))
+        if i in POOL_AFTER:
+            side //= 2
+    return out
+
+
+def direct_gflop(shapes, batch: int = 1) -> float:
+    """Direct convolution's FLOPs (2 x H x W x 9 x C_in x C_out per layer), in GFLOP."""
+    return sum(2 * s * s * 9 * ci * co for s, ci, co in shapes) * batch / 1e9
+
+
+def plan_paths(backbone, resolution: int, plan: str) -> tuple[str, ...]:
+    chosen = backbone.paths(resolution)
+    if plan == "direct":
+        return backbone.paths(resolution, winograd=False)
+    if plan in conv.WINOGRAD:
+        return tuple(plan if p in conv.WINOGRAD else p for p in chosen)
+    return chosen
+
+
+def model_only(backbone, resolution: int, batch: int, plan: str) -> dict:
+    frozen = FrozenVGG16(backbone, resolution, paths=plan_paths(backbone, resolution, plan))
+    graphdef, state = nnx.split(frozen)
+    fn = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+    x = jax.random.uniform(jax.random.key(0), (batch, resolution, resolution, 3))
+    return {"seconds_per_batch": timed(fn, state, x), "paths": list(frozen.paths)}
+
+
+def layer_rates(backbone, resolution: int, batch: int) -> list[dict]:
+    rows = []
+    chosen = backbone.paths(resolution)
+    for i, ((side, ci, co), c) in enumerate(zip(layer_shapes(backbone, resolution), backbone.convs)):
+        x = jax.random.normal(jax.random.key(i), (batch, side, side, ci))
+        gflop = direct_gflop([(side, ci, co)], batch)
+        rates = {}
+        for path in conv.PATHS:
+            if path == "matmul" and batch * side * side * 9 * ci * 4 > MAX_PATCHES_BYTES:
+                continue
+            k = conv.prepare(c.kernel[...], path)
+            fn = jax.jit(lambda x, k, b, path=path: jax.nn.relu(conv.conv3x3(x, k, path) + b))
+            rates[path] = round(gflop / timed(fn, x, k, c.bias[...]), 1)
+        rows.append({"layer": i, "map": side, "c_in": ci, "c_out": co, "gflop_per_batch": round(gflop, 3),
+                     "chosen": chosen[i], "gflops": rates})
+    return rows
+
+
+def input_only(ctx: Context, resolution: int, images: int) -> dict:
+    """Records read from the prepared dataset, decoded and resized to R, in this process."""
+    name, source = _training_source(ctx)
+    n = min(images, len(source))
+    batch = ctx.preset.feature_batch
+    t = time.perf_counter()
+    for s in range(0, n, batch):
+        records = source.__getitems__(list(range(s, min(n, s + batch))))
+        np.stack([model_input(rec["image"], resolution, resolution) for rec in records])
+    seconds = time.perf_counter() - t
+    return {"dataset": name, "images": n, "images_per_second": round(n / seconds, 1), "workers": 0}
+
+
+def end_to_end(ctx: Context, resolution: int, images: int, direct: bool, weights) -> dict:
+    """The features pass (study.features.compute) over the first `images` training images."""
+    import tempfile
+
+    from study import features
+
+    name, source = _training_source(ctx)
+    subset = _Head(source, min(images, len(source)))
+    extractor = features.Extractor(weights, ctx.preset.feature_batch, direct=direct)
+    spec = {"R": resolution, "r": resolution, "flip": False, "bench": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        features.compute(ctx, extractor, _Head(source, extractor.batch), Path(tmp) / "warm", spec, "compile")
+        rec = features.compute(ctx, extractor, subset, Path(tmp) / "run", spec, f"bench {resolution} px")
+    return {"dataset": name, "images": rec["images"], "images_per_second": rec["images_per_second"]}
+
+
+class _Head:
+    """The first n records of a data source."""
+
+    def __init__(self, source, n: int):
+        self.source, self.n = source, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitems__(self, idx):
+        return self.source.__getitems__(idx)
+
+
+def _training_source(ctx: Context):
+    name = ctx.dataset_names[0]
+    return name, ctx.builder(name).as_data_source()["train"]
+
+
+def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
+    weights = ctx.load_weights()
+    from study import weights as weights_lib
+    from study.model import VGG16Backbone
+
+    backbone = weights_lib.apply(nnx.eval_shape(lambda: VGG16Backbone(rngs=nnx.Rngs(0))), weights)
+    batch = ctx.preset.feature_batch
+    ctx.echo(f"bench: matrix multiply {MATMUL_N}^2 ...")
+    mm = matmul_gflops()
+    result = {
+        "preset": ctx.preset.name, "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+        "devices": jax.device_count(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+        "jax": jax.__version__, "batch": batch, "matmul": {"n": MATMUL_N, "gflops": round(mm, 1)}, "resolutions": {},
+    }
+    for R in ctx.preset.train_resolutions:
+        ctx.echo(f"bench: {R} px ...")
+        shapes = layer_shapes(backbone, R)
+        per_image = direct_gflop(shapes)
+        models = {}
+        for plan in PLANS:
+            m = model_only(backbone, R, batch, plan)
+            s = m.pop("seconds_per_batch")
+            gflops = per_image * batch / s
+            models[plan] = {"images_per_second": round(batch / s, 1), "gflops": round(gflops, 1),
+                            "share_of_matmul": round(gflops / mm, 2)} | m
+        e2e = {plan: end_to_end(ctx, R, images, plan == "direct", weights) for plan in ("direct", "chosen")}
+        result["resolutions"][str(R)] = {
+            "direct_gflop_per_image": round(per_image, 3),
+            "model": models,
+            "input": input_only(ctx, R, images),
+            "features": e2e,
+            "speedup": {"model": round(models["chosen"]["images_per_second"] / models["direct"]["images_per_second"], 2),
+                        "features": round(e2e["chosen"]["images_per_second"] / e2e["direct"]["images_per_second"], 2)},
+            "layers": layer_rates(backbone, R, batch),
+        }
+    path = out or ctx.out_dir / "bench.json"
+    write_json_atomic(path, result)
+    ctx.echo(format_table(result))
+    ctx.echo(f"bench -> {path}")
+    return result
+
+
+def format_table(b: dict) -> str:
+    lines = [f"{b['device']} ({b['backend']}, {b['devices']} device(s), {b['cpu_count']} CPUs), jax {b['jax']}, "
+             f"batch {b['batch']}; matrix multiply {b['matmul']['n']}^2: {b['matmul']['gflops']:.0f} GFLOP/s", ""]
+    lines.append("| R | what | images/s | GFLOP/s (direct-conv FLOPs) | share of matmul |")
+    lines.append("|---|---|---:|---:|---:|")
+    for R, r in b["resolutions"].items():
+        for plan, m in r["model"].items():
+            lines.append(f"| {R} | model, {plan} | {m['images_per_second']:.1f} | {m['gflops']:.0f} | {m['share_of_matmul']:.2f} |")
+        lines.append(f"| {R} | input pipeline ({r['input']['workers']} workers) | {r['input']['images_per_second']:.1f} | | |")
+        for plan, e in r["features"].items():
+            lines.append(f"| {R} | features end to end, {plan} | {e['images_per_second']:.1f} | "
+                         f"{e['images_per_second'] * r['direct_gflop_per_image']:.0f} | |")
+    lines.append("")
+    lines.append("| R | speed-up of chosen over direct: model | features |")
+    lines.append("|---|---:|---:|")
+    for R, r in b["resolutions"].items():
+        lines.append(f"| {R} | {r['speedup']['model']:.2f}x | {r['speedup']['features']:.2f}x |")
+    lines.append("")
+    lines.append("| R | layer | map | C_in -> C_out | " + " | ".join(conv.PATHS) + " | chosen |")
+    lines.append("|---|---:|---:|---|" + "---:|" * len(conv.PATHS) + "---|")
+    for R, r in b["resolutions"].items():
+        for x in r["layers"]:
+            cells = " | ".join(f"{x['gflops'][p]:.0f}" if p in x["gflops"] else "-" for p in conv.PATHS)
+            lines.append(f"| {R} | {x['layer']} | {x['map']} | {x['c_in']} -> {x['c_out']} | {cells} | {x['chosen']} |")
+    return "\n".join(lines)
