@@ -12,7 +12,8 @@ the ones it is compared with, and reported as a ratio to them:
      counted as direct-convolution FLOPs (so a rate above the matrix-multiply rate means
      fewer multiplications, not faster ones) and the share of the matrix-multiply rate;
    - each layer alone with each path (GFLOP/s): the evidence for the rule;
-   - the input pipeline alone (records read, decoded, resized to R), images/s;
+   - the input pipeline alone (records read, decoded, resized to R; study.pipeline) with 0,
+     1 and 2 worker processes (and the machine's default), images/s;
    - the features end to end (pipeline and model, as `features` runs them) on the first
      images of a prepared training split, direct and chosen.
 
@@ -29,12 +30,10 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from study import conv
 from study.context import Context
-from study.datasets.images import model_input
 from study.files import write_json_atomic
 from study.model import POOL_AFTER, FrozenVGG16
 
@@ -113,17 +112,24 @@ def layer_rates(backbone, resolution: int, batch: int) -> list[dict]:
     return rows
 
 
-def input_only(ctx: Context, resolution: int, images: int) -> dict:
-    """Records read from the prepared dataset, decoded and resized to R, in this process."""
+def input_only(ctx: Context, resolution: int, images: int, workers: int) -> dict:
+    """Batches read from the prepared dataset, decoded and resized to R (study.pipeline) in
+    `workers` processes. The rate is taken from the first batch on (the workers' start-up,
+    reported apart, is paid once per unit)."""
+    from study import pipeline
+
     name, source = _training_source(ctx)
-    n = min(images, len(source))
-    batch = ctx.preset.feature_batch
+    load = pipeline.LoadBatch(source, min(images, len(source)), ctx.preset.feature_batch, resolution, resolution)
     t = time.perf_counter()
-    for s in range(0, n, batch):
-        records = source.__getitems__(list(range(s, min(n, s + batch))))
-        np.stack([model_input(rec["image"], resolution, resolution) for rec in records])
-    seconds = time.perf_counter() - t
-    return {"dataset": name, "images": n, "images_per_second": round(n / seconds, 1), "workers": 0}
+    first, count = None, 0
+    for batch in pipeline.batches(load, workers):
+        if first is None:
+            first = time.perf_counter()
+        else:
+            count += len(batch["labels"])
+    end = time.perf_counter()
+    return {"dataset": name, "workers": workers, "images": load.n, "start_seconds": round(first - t, 2),
+            "images_per_second": round(count / (end - first), 1) if end > first else float("nan")}
 
 
 def end_to_end(ctx: Context, resolution: int, images: int, direct: bool, weights) -> dict:
@@ -153,6 +159,12 @@ class _Head:
 
     def __getitems__(self, idx):
         return self.source.__getitems__(idx)
+
+
+def _worker_counts() -> list[int]:
+    from study.pipeline import default_workers
+
+    return sorted({0, 1, 2, default_workers()})
 
 
 def _training_source(ctx: Context):
@@ -186,13 +198,16 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
             models[plan] = {"images_per_second": round(batch / s, 1), "gflops": round(gflops, 1),
                             "share_of_matmul": round(gflops / mm, 2)} | m
         e2e = {plan: end_to_end(ctx, R, images, plan == "direct", weights) for plan in ("direct", "chosen")}
+        inputs = [input_only(ctx, R, 4 * images, w) for w in _worker_counts()]
+        rate = {x["workers"]: x["images_per_second"] for x in inputs}
         result["resolutions"][str(R)] = {
             "direct_gflop_per_image": round(per_image, 3),
             "model": models,
-            "input": input_only(ctx, R, images),
+            "input": inputs,
             "features": e2e,
             "speedup": {"model": round(models["chosen"]["images_per_second"] / models["direct"]["images_per_second"], 2),
-                        "features": round(e2e["chosen"]["images_per_second"] / e2e["direct"]["images_per_second"], 2)},
+                        "features": round(e2e["chosen"]["images_per_second"] / e2e["direct"]["images_per_second"], 2),
+                        "input_2_over_1": round(rate[2] / rate[1], 2)},
             "layers": layer_rates(backbone, R, batch),
         }
     path = out or ctx.out_dir / "bench.json"
@@ -202,7 +217,8 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
     return result
 
 
-def format_table(b: dict) -> str:
+def format_table(b: dict, layers: bool = True) -> str:
+    """The tables `bench` prints (the README quotes them without the per-layer one)."""
     lines = [f"{b['device']} ({b['backend']}, {b['devices']} device(s), {b['cpu_count']} CPUs), jax {b['jax']}, "
              f"batch {b['batch']}; matrix multiply {b['matmul']['n']}^2: {b['matmul']['gflops']:.0f} GFLOP/s", ""]
     lines.append("| R | what | images/s | GFLOP/s (direct-conv FLOPs) | share of matmul |")
@@ -210,15 +226,19 @@ def format_table(b: dict) -> str:
     for R, r in b["resolutions"].items():
         for plan, m in r["model"].items():
             lines.append(f"| {R} | model, {plan} | {m['images_per_second']:.1f} | {m['gflops']:.0f} | {m['share_of_matmul']:.2f} |")
-        lines.append(f"| {R} | input pipeline ({r['input']['workers']} workers) | {r['input']['images_per_second']:.1f} | | |")
+        for x in r["input"]:
+            lines.append(f"| {R} | input pipeline, {x['workers']} workers | {x['images_per_second']:.1f} | | |")
         for plan, e in r["features"].items():
             lines.append(f"| {R} | features end to end, {plan} | {e['images_per_second']:.1f} | "
                          f"{e['images_per_second'] * r['direct_gflop_per_image']:.0f} | |")
     lines.append("")
-    lines.append("| R | speed-up of chosen over direct: model | features |")
-    lines.append("|---|---:|---:|")
+    lines.append("| R | speed-up of chosen over direct: model | features end to end | input pipeline, 2 workers over 1 |")
+    lines.append("|---|---:|---:|---:|")
     for R, r in b["resolutions"].items():
-        lines.append(f"| {R} | {r['speedup']['model']:.2f}x | {r['speedup']['features']:.2f}x |")
+        sp = r["speedup"]
+        lines.append(f"| {R} | {sp['model']:.2f}x | {sp['features']:.2f}x | {sp['input_2_over_1']:.2f}x |")
+    if not layers:
+        return "\n".join(lines)
     lines.append("")
     lines.append("| R | layer | map | C_in -> C_out | " + " | ".join(conv.PATHS) + " | chosen |")
     lines.append("|---|---:|---:|---|" + "---:|" * len(conv.PATHS) + "---|")

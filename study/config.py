@@ -74,7 +74,7 @@ class AugmentConfig:
 
     # Augmented views per training image; 0 turns augmentation off. Budget: one VGG16 forward
     # pass per view and image (on 2 cores, 4 views of the cpu preset's 8,785 training images
-    # at 64 px take about 10 minutes; at 128 px it would be an hour, so cpu augments at 64).
+    # at 64 px take about 6 minutes; at 128 px, four times the pixels, so cpu augments at 64).
     views: int = 4
     resolutions: tuple[int, ...] = (64,)  # the model resolutions R that get augmented models
     crop_scale: tuple[float, float] = (0.7, 1.0)  # random resized crop: share of the image side
@@ -209,9 +209,10 @@ class Preset:
 
 
 # The study on the real subsets in ../shared/data (asl_alphabet, asl_photos; Lexset when present),
-# on 2 CPU cores: `all` took 73 minutes from scratch (features 35, of which 10 for the
-# augmented views; train 35, of which 18 for block 5; evaluate 2.4; report under 1), within
-# issue 9's 90-minute budget, which is why augmentation and block 5 run at R = 64 only.
+# on 2 CPU cores: `all` takes about 58 minutes from scratch (features 19.4 with Winograd
+# convolutions, of which 6.1 for the augmented views; train 35, of which 18 for block 5;
+# evaluate 2.4; report under 1), within issue 9's 90-minute budget, which is why
+# augmentation and block 5 run at R = 64 only.
 # The study of record (RECORD below).
 CPU = Preset(
     name="cpu",

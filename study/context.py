@@ -26,6 +26,9 @@ class Context:
     echo: Callable[[str], None] = print
     # Datasets beyond the registry, e.g. a folder given to `score` (name -> DatasetSpec).
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Input-pipeline worker processes of the features pass (study.pipeline): None for the
+    # default (0 on a CPU). Changes speed only, never a feature.
+    workers: int | None = None
 
     def _written_by_prepare(self, name: str) -> dict[str, Any]:
         path = self.out_dir / name

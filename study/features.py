@@ -18,6 +18,7 @@ two runs sharing a cache never write the same unit at once.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -30,12 +31,11 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from study import store
+from study import distributed, pipeline, store
 from study import weights as weights_lib
 from study.context import Context
-from study.datasets.images import model_input
 from study.files import held, write_json_atomic
-from study.model import Block5, FrozenVGG16, VGG16Backbone, predict_logits
+from study.model import BLOCK5, Block5, FrozenVGG16, VGG16Backbone, predict_logits
 from study.names import FT5, parse, remedies
 from study.store import Unit
 from study.units import is_done, mark_done, read_marker
@@ -56,7 +56,8 @@ class Extractor:
             backbone = VGG16Backbone(width=width, rngs=nnx.Rngs(0))
         self.backbone = backbone
         self.features_dim = backbone.features_dim
-        devices = jax.devices()
+        devices = jax.local_devices()  # in a group of processes, each computes its own batches
+        self.devices = len(devices)
         self.batch = math.ceil(batch / len(devices)) * len(devices)
         # Auto: the compiler propagates the batch sharding through the reshapes of study.conv
         mesh = jax.make_mesh((len(devices),), ("data",), devices=devices, axis_types=(AxisType.Auto,))
@@ -65,6 +66,10 @@ class Extractor:
         self.maps = maps  # also return the block-4 maps the features were computed from
         self.direct = direct
         self._frozen: dict[int, tuple] = {}
+
+    def maps_shape(self, resolution: int) -> tuple[int, int, int]:
+        """Block-4 maps of one image: four 2x2 poolings, the channels block 5 takes."""
+        return (resolution // 16, resolution // 16, self.backbone.convs[BLOCK5[0]].in_features)
 
     def paths(self, resolution: int) -> tuple[str, ...]:
         """Each convolution's path (study.conv) at this input resolution."""
@@ -95,55 +100,94 @@ class Extractor:
 
 def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, desc: str, view=None) -> dict:
     """Features of every record of `source` into `out/feats.npy` (+ labels, + block-4 maps when
-    the extractor returns them), then the marker. `view(images, indices)`: an augmentation."""
+    the extractor returns them), then the marker. `view(images, indices)`: an augmentation.
+
+    Batches come from study.pipeline (decoded in `ctx.workers` processes). Started as several
+    processes (study.distributed), each computes the batches b with b mod processes equal to
+    its index into files of its own (no two hosts ever write one file), which process 0 puts
+    together in batch order, names and marks: the same bytes as one process writes alone."""
     n = len(source)
-    out.mkdir(parents=True, exist_ok=True)
-    names = ["feats.npy"] + (["maps.npy"] if extractor.maps else [])
-    arrays = []
+    proc, procs = distributed.index(), distributed.count()
     R, r, flip = spec["R"], spec["r"], spec["flip"]
+    load = pipeline.LoadBatch(source, n, extractor.batch, R, r, flip)
+    rows = {"feats.npy": ((extractor.features_dim,), np.float32), "labels.npy": ((), np.int64)}
+    if extractor.maps:
+        rows["maps.npy"] = (extractor.maps_shape(R), np.float32)
+    mine = sum(load.size(b) for b in range(proc, len(load), procs))  # images of this process's batches
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {f: _new_array(_shard(out, f, proc), (mine,) + shape, dtype) for f, (shape, dtype) in rows.items()}
     t0 = time.perf_counter()
     pending = None
 
-    def write(s, fut, m):
+    def write(at, fut, m):
         outs = fut if extractor.maps else (fut,)
-        if not arrays:  # shapes known from the first batch
-            arrays.extend(np.lib.format.open_memmap(out / (f + ".partial"), mode="w+", dtype=np.float32, shape=(n,) + o.shape[1:])
-                          for f, o in zip(names, outs))
-        for a, o in zip(arrays, outs):
-            a[s : s + m] = np.asarray(o)[:m]
+        for f, o in zip(["feats.npy", "maps.npy"], outs):
+            arrays[f][at : at + m] = np.asarray(o)[:m]
         bar.update(m)
 
-    labels = np.empty(n, np.int64)
-    with tqdm(total=n, desc=desc, unit="img", leave=False, disable=None) as bar:
-        for start in range(0, n, extractor.batch):
-            idx = list(range(start, min(n, start + extractor.batch)))
-            records = source.__getitems__(idx)
-            x = np.stack([model_input(rec["image"], R, r, flip) for rec in records])
+    with tqdm(total=mine, desc=desc, unit="img", leave=False, disable=None) as bar:
+        for batch in pipeline.batches(load, ctx.workers, shard=(proc, procs)):
+            s, x = batch["start"], batch["images"]
+            at = s // extractor.batch // procs * extractor.batch  # every earlier batch of mine is full
             if view is not None:
-                x = view(x, np.asarray(idx))
-            labels[start : start + len(idx)] = [rec["label"] for rec in records]
-            job = (start, *extractor.submit(x))  # runs while the next batch is decoded
+                x = view(x, np.arange(s, s + len(x)))
+            arrays["labels.npy"][at : at + len(x)] = batch["labels"]
+            job = (at, *extractor.submit(x))  # runs while the next batch is decoded
             if pending is not None:
                 write(*pending)
             pending = job
         if pending is not None:
             write(*pending)
     seconds = time.perf_counter() - t0
-    if n == 0:  # an empty split: empty arrays of the right width
-        for f, shape in zip(names, [(0, extractor.features_dim), (0, 0, 0, extractor.features_dim)]):
-            with open(out / (f + ".partial"), "wb") as fh:
-                np.save(fh, np.zeros(shape, np.float32))
-    for a in arrays:
-        a.flush()
-    del arrays[:]
-    np.save(out / "labels.npy", labels)
-    for f in names:
-        (out / (f + ".partial")).rename(out / f)
-    rate = n / seconds if seconds > 0 else float("nan")
-    mark_done(out / "unit.json", spec, [out / f for f in names] + [out / "labels.npy"], images=n, seconds=round(seconds, 2),
-              images_per_second=round(rate, 2), devices=jax.device_count(), backend=jax.default_backend(),
-              conv_paths=list(extractor.paths(R)))
+    for a in arrays.values():
+        if isinstance(a, np.memmap):
+            a.flush()
+    del arrays
+    distributed.barrier(f"computed {out}")
+    if proc == 0:
+        for f, (shape, dtype) in rows.items():
+            _gather(out, f, load, procs, (n,) + shape, dtype)
+        rate = n / seconds if seconds > 0 else float("nan")
+        mark_done(out / "unit.json", spec, [out / f for f in ["feats.npy", "maps.npy"] if f in rows] + [out / "labels.npy"],
+                  images=n, seconds=round(seconds, 2), images_per_second=round(rate, 2), devices=extractor.devices,
+                  processes=procs, backend=jax.default_backend(), conv_paths=list(extractor.paths(R)))
+    distributed.barrier(f"marked {out}")
     return read_marker(out / "unit.json")
+
+
+def _shard(out: Path, name: str, proc: int) -> Path:
+    return out / f"{name}.partial{proc}"
+
+
+def _new_array(path: Path, shape: tuple, dtype):
+    """A memory-mapped .npy of `shape` to fill (an empty one is written at once: mmap cannot
+    map 0 bytes)."""
+    if math.prod(shape) == 0:
+        with open(path, "wb") as fh:
+            np.save(fh, np.zeros(shape, dtype))
+        return np.zeros(shape, dtype)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def _gather(out: Path, name: str, load, procs: int, shape: tuple, dtype) -> None:
+    """Process 0: the processes' shards of `name`, batch b from process b mod procs, as one file."""
+    if procs == 1:
+        _shard(out, name, 0).rename(out / name)
+        return
+    whole = _new_array(out / (name + ".partial"), shape, dtype)
+    for p in range(procs):
+        part = np.load(_shard(out, name, p), mmap_mode="r")
+        at = 0
+        for b in range(p, len(load), procs):
+            m = load.size(b)
+            whole[b * load.batch : b * load.batch + m] = part[at : at + m]
+            at += m
+        del part
+        _shard(out, name, p).unlink()
+    if isinstance(whole, np.memmap):
+        whole.flush()
+    del whole
+    (out / (name + ".partial")).rename(out / name)
 
 
 def compute_from_maps(ctx: Context, unit: Unit, out: Path, spec: dict) -> dict:
@@ -225,16 +269,24 @@ def _finetuned_weights(ctx: Context, train_ds: str, R: int, seed: int) -> weight
 
 
 def run_stage(ctx: Context, todo: list[Unit] | None = None, summary_path: Path | None = None) -> dict:
-    """Compute every missing features unit (default: the preset's); write `features.json`."""
+    """Compute every missing features unit (default: the preset's); write `features.json`.
+
+    In a group of processes (study.distributed) every process walks the same units: process
+    0 holds each unit's lock and decides, the others follow at barriers."""
     todo = units(ctx) if todo is None else todo
+    lead = distributed.index() == 0
     records = []
     for u in todo:
         d = store.features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
         spec = store.features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
         if not is_done(d / "unit.json", spec, force=ctx.force):
-            with held(d.with_name(d.name + ".lock"), f"features of {u}", ctx.echo):
-                if not is_done(d / "unit.json", spec, force=ctx.force):  # another run may have made it
-                    if d.exists():
+            lock = held(d.with_name(d.name + ".lock"), f"features of {u}", ctx.echo) if lead else contextlib.nullcontext()
+            with lock:
+                distributed.barrier(f"lock {d}")
+                todo_here = not is_done(d / "unit.json", spec, force=ctx.force)  # another run may have made it
+                distributed.barrier(f"checked {d}")
+                if todo_here:
+                    if lead and d.exists():
                         shutil.rmtree(d)
                     rec = _compute(ctx, u, d, spec)
                     ctx.echo(f"features {u}: {rec['images']} images, {rec['images_per_second']:.1f} img/s")
@@ -245,13 +297,17 @@ def run_stage(ctx: Context, todo: list[Unit] | None = None, summary_path: Path |
                         "devices": rec["devices"]} | ({"view": u.view} if u.view else {})
                        | ({"backbone": u.backbone, "from_maps": bool(rec.get("from_maps"))} if u.model else {}))
     summary = {"units": records, "throughput_by_R": _throughput([x for x in records if not x.get("from_maps")])}
-    write_json_atomic(summary_path or ctx.out_dir / "features.json", summary)
+    if lead:
+        write_json_atomic(summary_path or ctx.out_dir / "features.json", summary)
     return summary
 
 
 def _compute(ctx: Context, u: Unit, d: Path, spec: dict) -> dict:
-    if u.model and parse(u.model[0]).remedy == FT5:
-        return compute_from_maps(ctx, u, d, spec)
+    if u.model and parse(u.model[0]).remedy == FT5:  # block 5 only, seconds: process 0 alone
+        if distributed.index() == 0:
+            compute_from_maps(ctx, u, d, spec)
+        distributed.barrier(f"from maps {d}")
+        return read_marker(d / "unit.json")
     w = _finetuned_weights(ctx, *u.model[:3]) if u.model else None
     view = None
     if u.view:

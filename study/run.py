@@ -14,6 +14,7 @@ it runs: a second command on the same folder stops and names the first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -54,6 +55,19 @@ def _tune_allocator() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
 
 
+def _start_processes(args: argparse.Namespace) -> bool:
+    """Join the group of processes of a multi-process `features` run; True for process 0."""
+    processes = getattr(args, "processes", 1)
+    if processes == 1:
+        return True
+    if processes < 1 or not args.coordinator:
+        raise ValueError("--processes N needs N >= 1 and --coordinator HOST:PORT (process 0's)")
+    from study import distributed
+
+    distributed.initialize(args.coordinator, processes, args.process_id)
+    return args.process_id == 0
+
+
 def _context(args: argparse.Namespace):
     from study.context import Context
 
@@ -66,6 +80,7 @@ def _context(args: argparse.Namespace):
         cache_dir=Path(args.cache_dir),
         weights_dir=Path(args.weights_dir),
         force=args.force,
+        workers=args.workers,
     )
 
 
@@ -175,6 +190,12 @@ def parser() -> argparse.ArgumentParser:
         if name == "score":
             s.add_argument("--folder", required=True, help="<dir>/<class>/<image> or <dir>/<split>/<class>/<image>")
             s.add_argument("--name", help="name of the results folder (default: the folder's name)")
+        if name == "features":
+            s.add_argument("--processes", type=int, default=1,
+                           help="compute the features in this many processes (one per host or GPU), started "
+                                "once each with its --process-id and the same --coordinator (study.distributed)")
+            s.add_argument("--process-id", type=int, default=0, help="this process's index, 0 .. --processes - 1")
+            s.add_argument("--coordinator", help="HOST:PORT of process 0, where the processes meet")
         if name == "bench":
             s.add_argument("--images", type=int, default=512,
                            help="training images per resolution for the pipeline and end-to-end timings (default: 512)")
@@ -195,6 +216,9 @@ def parser() -> argparse.ArgumentParser:
                        help="only this model resolution of the preset (repeatable)")
         s.add_argument("--paper-dir", help=f"where the paper, figures and tables go (default: paper/ for the {RECORD} "
                        f"preset in results/{RECORD}, the study of record; <out>/paper otherwise)")
+        s.add_argument("--workers", type=int,
+                       help="processes decoding images for the features pass (default: 0 on a CPU, else one per core "
+                            "up to 8); the features are the same whatever the number")
         s.add_argument("--force", action="store_true",
                        help="recompute what no longer matches its inputs instead of refusing")
     return p
@@ -212,8 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     from study.weights import WeightsError
 
     try:
+        lead = _start_processes(args)
         ctx = _context(args)
-        with held(ctx.out_dir / ".run.lock", f"the results folder {ctx.out_dir}", ctx.echo, wait=False):
+        lock = held(ctx.out_dir / ".run.lock", f"the results folder {ctx.out_dir}", ctx.echo, wait=False)
+        with lock if lead else contextlib.nullcontext():  # a group of processes: process 0 holds it
             args.func(ctx, args)
     except (DatasetError, WeightsError, StaleResultError, MissingResults, FolderBusy, ValueError, FileNotFoundError,
             FloatingPointError) as e:

@@ -38,6 +38,17 @@ def test_readme_headline_table_is_the_committed_table_md():
     assert block == (REPO / "results" / "cpu" / "table.md").read_text()
 
 
+def test_readme_speed_tables_are_the_committed_bench():
+    from study.bench import format_table
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- bench:cpu -->\n", 1)[1].split("<!-- /bench:cpu -->", 1)[0]
+    bench = json.loads((REPO / "results" / "cpu" / "bench.json").read_text())
+    assert block == format_table(bench, layers=False) + "\n"
+    for r in bench["resolutions"].values():  # the bar: the features 1.4x direct convolution
+        assert r["speedup"]["model"] >= 1.4 and r["speedup"]["features"] >= 1.4, r["speedup"]
+
+
 def test_committed_results_are_complete_and_hold_no_machine_paths():
     from study.report import check_complete
 

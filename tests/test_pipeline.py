@@ -562,6 +562,52 @@ def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeyp
         assert m["images_per_second"] > 0 and m["share_of_matmul"] == round(m["gflops"] / b["matmul"]["gflops"], 2)
     assert [x["layer"] for x in r["layers"]] == list(range(13))
     assert all(set(x["gflops"]) == set(conv.PATHS) for x in r["layers"])  # im2col of 32 px fits
-    assert r["input"]["images"] == 40 and r["features"]["chosen"]["images"] == 40
+    assert [x["workers"] for x in r["input"]] == [0, 1, 2] and all(x["images_per_second"] > 0 for x in r["input"])
+    assert r["speedup"]["input_2_over_1"] == round(r["input"][2]["images_per_second"] / r["input"][1]["images_per_second"], 2)
+    assert r["features"]["chosen"]["images"] == r["features"]["direct"]["images"] == 40
     table = bench.format_table(b)
     assert "model, chosen" in table and "| 32 | 12 | 2 | 512 -> 512 |" in table
+
+
+def _same_as_smoke(cache: Path, smoke: Path) -> list[str]:
+    """The arrays of `cache` (features of asl_photos, feature maps included), each checked to
+    be byte for byte the file at the same place in the smoke run's cache; their names."""
+    names = sorted(str(p.relative_to(cache)) for p in cache.rglob("*.npy"))
+    assert any(n.endswith("/feats.npy") for n in names) and any(n.endswith("/maps.npy") for n in names), names
+    reference = layout(smoke)["cache"]
+    for n in names:
+        assert (cache / n).read_bytes() == (reference / n).read_bytes(), n
+    return names
+
+
+def test_input_workers_give_the_same_feature_bytes(smoke, tmp_path):
+    """The features of asl_photos decoded in 1 and in 2 grain worker processes are the bytes
+    the smoke run cached with 0 (decoded in the main process)."""
+    names = {}
+    for workers in (1, 2):
+        cache = tmp_path / f"cache{workers}"
+        assert run.main(args(smoke, "features", "--dataset", "asl_photos", "--workers", str(workers),
+                             "--cache-dir", str(cache))) == 0
+        names[workers] = _same_as_smoke(cache, smoke)
+    assert names[1] == names[2] and len(names[1]) >= 5
+
+
+def test_two_processes_write_the_cache_one_process_writes(smoke, tmp_path):
+    """`features` started as 2 processes (jax.distributed on 2 local CPU processes, each half of
+    every unit's batches) writes the bytes of the single-process smoke run."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cache = tmp_path / "cache"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "study.run", *args(smoke, "features", "--dataset", "asl_photos",
+                                                                        "--cache-dir", str(cache), "--processes", "2",
+                                                                        "--process-id", str(i), "--coordinator", f"127.0.0.1:{port}")],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
+    assert len(_same_as_smoke(cache, smoke)) >= 5
+    markers = [json.loads(p.read_text()) for p in cache.rglob("unit.json")]
+    assert markers and all(m["processes"] == 2 for m in markers if not m.get("from_maps"))
