@@ -34,6 +34,7 @@ from tqdm import tqdm
 from study import distributed, pipeline, store
 from study import weights as weights_lib
 from study.context import Context
+from study.datasets.images import to_unit
 from study.files import held, write_json_atomic
 from study.model import BLOCK5, Block5, FrozenVGG16, VGG16Backbone, predict_logits
 from study.names import FT5, parse, remedies
@@ -127,7 +128,7 @@ def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, d
 
     with tqdm(total=mine, desc=desc, unit="img", leave=False, disable=None) as bar:
         for batch in pipeline.batches(load, ctx.workers, shard=(proc, procs)):
-            s, x = batch["start"], batch["images"]
+            s, x = batch["start"], to_unit(batch["pixels"])
             at = s // extractor.batch // procs * extractor.batch  # every earlier batch of mine is full
             if view is not None:
                 x = view(x, np.arange(s, s + len(x)))
