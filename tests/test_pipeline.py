@@ -559,11 +559,12 @@ def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeyp
     assert r["model"]["direct"]["paths"] == ["xla"] * 10 + ["matmul"] * 3  # block 5 of 32 px is 2x2
     assert r["model"]["chosen"]["paths"][-1] == "f2" and "f4" in r["model"]["chosen"]["paths"]
     for m in r["model"].values():
-        assert m["images_per_second"] > 0 and m["share_of_matmul"] == round(m["gflops"] / b["matmul"]["gflops"], 2)
+        # (computed before rounding: the rounded numbers agree to rounding)
+        assert m["images_per_second"] > 0 and abs(m["share_of_matmul"] - m["gflops"] / b["matmul"]["gflops"]) < 0.011
     assert [x["layer"] for x in r["layers"]] == list(range(13))
     assert all(set(x["gflops"]) == set(conv.PATHS) for x in r["layers"])  # im2col of 32 px fits
     assert [x["workers"] for x in r["input"]] == [0, 1, 2] and all(x["images_per_second"] > 0 for x in r["input"])
-    assert r["speedup"]["input_2_over_1"] == round(r["input"][2]["images_per_second"] / r["input"][1]["images_per_second"], 2)
+    assert abs(r["speedup"]["input_2_over_1"] - r["input"][2]["images_per_second"] / r["input"][1]["images_per_second"]) < 0.011
     assert r["features"]["chosen"]["images"] == r["features"]["direct"]["images"] == 40
     table = bench.format_table(b)
     assert "model, chosen" in table and "| 32 | 12 | 2 | 512 -> 512 |" in table
