@@ -35,7 +35,7 @@ from flax import nnx
 from study import conv
 from study.context import Context
 from study.files import write_json_atomic
-from study.model import POOL_AFTER, FrozenVGG16
+from study.model import FrozenVGG16
 
 MATMUL_N = 4096
 PLANS = ("direct", "f2", "f4", "chosen")
@@ -60,16 +60,6 @@ def matmul_gflops(n: int = MATMUL_N) -> float:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     return 2 * n**3 / timed(jax.jit(jnp.matmul), a, b) / 1e9
-
-
-def layer_shapes(backbone, resolution: int) -> list[tuple[int, int, int]]:
-    """(map side, c_in, c_out) of each convolution for square inputs of `resolution`."""
-    out, side = [], resolution
-    for i, c in enumerate(backbone.convs):
-        out.append((side, c.in_features, c.out_features))
-        if i in POOL_AFTER:
-            side //= 2
-    return out
 
 
 def direct_gflop(shapes, batch: int = 1) -> float:
@@ -97,7 +87,7 @@ def model_only(backbone, resolution: int, batch: int, plan: str) -> dict:
 def layer_rates(backbone, resolution: int, batch: int) -> list[dict]:
     rows = []
     chosen = backbone.paths(resolution)
-    for i, ((side, ci, co), c) in enumerate(zip(layer_shapes(backbone, resolution), backbone.convs)):
+    for i, ((side, ci, co), c) in enumerate(zip(backbone.layer_shapes(resolution), backbone.convs)):
         x = jax.random.normal(jax.random.key(i), (batch, side, side, ci))
         gflop = direct_gflop([(side, ci, co)], batch)
         rates = {}
@@ -188,7 +178,7 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
     }
     for R in ctx.preset.train_resolutions:
         ctx.echo(f"bench: {R} px ...")
-        shapes = layer_shapes(backbone, R)
+        shapes = backbone.layer_shapes(R)
         per_image = direct_gflop(shapes)
         models = {}
         for plan in PLANS:

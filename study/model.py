@@ -116,14 +116,18 @@ class VGG16Backbone(_VGG16Forward):
     def _layer(self, i: int, x: jax.Array) -> jax.Array:
         return _conv3x3(self.convs[i], x)
 
-    def paths(self, resolution: int, platform: str | None = None, winograd: bool = True) -> tuple[str, ...]:
-        """The convolution path of each layer for square inputs of `resolution` (study.conv.choose)."""
+    def layer_shapes(self, resolution: int) -> list[tuple[int, int, int]]:
+        """(map side, c_in, c_out) of each convolution for square inputs of `resolution`."""
         out, side = [], resolution
         for i, c in enumerate(self.convs):
-            out.append(conv_lib.choose(side, side, c.in_features, c.out_features, platform, winograd))
+            out.append((side, c.in_features, c.out_features))
             if i in POOL_AFTER:
                 side //= 2
-        return tuple(out)
+        return out
+
+    def paths(self, resolution: int, platform: str | None = None, winograd: bool = True) -> tuple[str, ...]:
+        """The convolution path of each layer for square inputs of `resolution` (study.conv.choose)."""
+        return tuple(conv_lib.choose(s, s, ci, co, platform, winograd) for s, ci, co in self.layer_shapes(resolution))
 
 
 class Kernel(nnx.Variable):

@@ -553,8 +553,8 @@ def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeyp
     r = b["resolutions"]["32"]
     # VGG16's 13 convolutions: 30.7 GFLOP at 224 px (DESIGN.md section 7), 1/49 of it at 32
     vgg = features.Extractor(ctx.load_weights(), 16).backbone
-    assert round(bench.direct_gflop(bench.layer_shapes(vgg, 224)), 1) == 30.7
-    assert r["direct_gflop_per_image"] == round(bench.direct_gflop(bench.layer_shapes(vgg, 224)) / 49, 3)
+    assert round(bench.direct_gflop(vgg.layer_shapes(224)), 1) == 30.7
+    assert r["direct_gflop_per_image"] == round(bench.direct_gflop(vgg.layer_shapes(224)) / 49, 3)
     assert set(r["model"]) == set(bench.PLANS)
     assert r["model"]["direct"]["paths"] == ["xla"] * 10 + ["matmul"] * 3  # block 5 of 32 px is 2x2
     assert r["model"]["chosen"]["paths"][-1] == "f2" and "f4" in r["model"]["chosen"]["paths"]
