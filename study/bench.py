@@ -13,7 +13,9 @@ the ones it is compared with, and reported as a ratio to them:
      fewer multiplications, not faster ones) and the share of the matrix-multiply rate;
    - each layer alone with each path (GFLOP/s): the evidence for the rule;
    - the input pipeline alone (records read, decoded, resized to R; study.pipeline) with 0,
-     1 and 2 worker processes (and the machine's default), images/s;
+     1 and 2 worker processes (and the machine's default), on 8x `--images` images: images/s
+     from the first batch to the last, and apart the seconds to start the workers and to
+     stop them;
    - the features end to end (pipeline and model, as `features` runs them) on the first
      images of a prepared training split, direct and chosen.
 
@@ -104,51 +106,39 @@ def layer_rates(backbone, resolution: int, batch: int) -> list[dict]:
 
 def input_only(ctx: Context, resolution: int, images: int, workers: int) -> dict:
     """Batches read from the prepared dataset, decoded and resized to R (study.pipeline) in
-    `workers` processes. The rate is taken from the first batch on (the workers' start-up,
-    reported apart, is paid once per unit)."""
+    `workers` processes. The rate is taken from the first batch to the last; the workers'
+    start-up (to the first batch) and shut-down (after the last) are reported apart: a stage
+    pays them once (study.pipeline.Feed)."""
     from study import pipeline
 
     name, source = _training_source(ctx)
     load = pipeline.LoadBatch(source, min(images, len(source)), ctx.preset.feature_batch, resolution, resolution)
     t = time.perf_counter()
-    first, count = None, 0
+    arrived, count = [], 0
     for batch in pipeline.batches(load, workers):
-        if first is None:
-            first = time.perf_counter()
-        else:
-            count += len(batch["labels"])
+        arrived.append(time.perf_counter())
+        count += len(batch["labels"])
     end = time.perf_counter()
+    first, last = arrived[0], arrived[-1]
+    rate = (count - load.size(0)) / (last - first) if last > first else float("nan")
     return {"dataset": name, "workers": workers, "images": load.n, "start_seconds": round(first - t, 2),
-            "images_per_second": round(count / (end - first), 1) if end > first else float("nan")}
+            "stop_seconds": round(end - last, 2), "images_per_second": round(rate, 1)}
 
 
 def end_to_end(ctx: Context, resolution: int, images: int, direct: bool, weights) -> dict:
     """The features pass (study.features.compute) over the first `images` training images."""
     import tempfile
 
-    from study import features
+    from study import features, pipeline
 
     name, source = _training_source(ctx)
-    subset = _Head(source, min(images, len(source)))
     extractor = features.Extractor(weights, ctx.preset.feature_batch, direct=direct)
     spec = {"R": resolution, "r": resolution, "flip": False, "bench": True}
+    load = lambda n: pipeline.LoadBatch(source, min(n, len(source)), extractor.batch, resolution, resolution)
     with tempfile.TemporaryDirectory() as tmp:
-        features.compute(ctx, extractor, _Head(source, extractor.batch), Path(tmp) / "warm", spec, "compile")
-        rec = features.compute(ctx, extractor, subset, Path(tmp) / "run", spec, f"bench {resolution} px")
+        features.compute(ctx, extractor, load(extractor.batch), Path(tmp) / "warm", spec, "compile")
+        rec = features.compute(ctx, extractor, load(images), Path(tmp) / "run", spec, f"bench {resolution} px")
     return {"dataset": name, "images": rec["images"], "images_per_second": rec["images_per_second"]}
-
-
-class _Head:
-    """The first n records of a data source."""
-
-    def __init__(self, source, n: int):
-        self.source, self.n = source, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitems__(self, idx):
-        return self.source.__getitems__(idx)
 
 
 def _worker_counts() -> list[int]:
@@ -188,7 +178,7 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
             models[plan] = {"images_per_second": round(batch / s, 1), "gflops": round(gflops, 1),
                             "share_of_matmul": round(gflops / mm, 2)} | m
         e2e = {plan: end_to_end(ctx, R, images, plan == "direct", weights) for plan in ("direct", "chosen")}
-        inputs = [input_only(ctx, R, 4 * images, w) for w in _worker_counts()]
+        inputs = [input_only(ctx, R, 8 * images, w) for w in _worker_counts()]
         rate = {x["workers"]: x["images_per_second"] for x in inputs}
         result["resolutions"][str(R)] = {
             "direct_gflop_per_image": round(per_image, 3),
@@ -217,7 +207,8 @@ def format_table(b: dict, layers: bool = True) -> str:
         for plan, m in r["model"].items():
             lines.append(f"| {R} | model, {plan} | {m['images_per_second']:.1f} | {m['gflops']:.0f} | {m['share_of_matmul']:.2f} |")
         for x in r["input"]:
-            lines.append(f"| {R} | input pipeline, {x['workers']} workers | {x['images_per_second']:.1f} | | |")
+            setup = f" (start {x['start_seconds']:.1f} s, stop {x['stop_seconds']:.1f} s)" if x["workers"] else ""
+            lines.append(f"| {R} | input pipeline, {x['workers']} workers{setup} | {x['images_per_second']:.1f} | | |")
         for plan, e in r["features"].items():
             lines.append(f"| {R} | features end to end, {plan} | {e['images_per_second']:.1f} | "
                          f"{e['images_per_second'] * r['direct_gflop_per_image']:.0f} | |")

@@ -99,18 +99,23 @@ class Extractor:
         return np.asarray(out[0] if self.maps else out)[:n]
 
 
-def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, desc: str, view=None) -> dict:
-    """Features of every record of `source` into `out/feats.npy` (+ labels, + block-4 maps when
+def compute(ctx: Context, extractor: Extractor, load: pipeline.LoadBatch, out: Path, spec: dict, desc: str,
+            view=None, feed: pipeline.Feed | None = None) -> dict:
+    """Features of every record of `load` into `out/feats.npy` (+ labels, + block-4 maps when
     the extractor returns them), then the marker. `view(images, indices)`: an augmentation.
 
-    Batches come from study.pipeline (decoded in `ctx.workers` processes). Started as several
-    processes (study.distributed), each computes the batches b with b mod processes equal to
-    its index into files of its own (no two hosts ever write one file), which process 0 puts
-    together in batch order, names and marks: the same bytes as one process writes alone."""
-    n = len(source)
+    Batches come from study.pipeline: the stage's `feed`, or workers of their own (decoded in
+    `ctx.workers` processes). Started as several processes (study.distributed), each computes
+    the batches b with b mod processes equal to its index into files of its own (no two hosts
+    ever write one file), which process 0 puts together in batch order, names and marks: the
+    same bytes as one process writes alone."""
+    n = load.n
     proc, procs = distributed.index(), distributed.count()
-    R, r, flip = spec["R"], spec["r"], spec["flip"]
-    load = pipeline.LoadBatch(source, n, extractor.batch, R, r, flip)
+    R = load.R
+    if (load.batch, load.R, load.r, load.flip) != (extractor.batch, spec["R"], spec["r"], spec["flip"]):
+        raise ValueError(f"{desc}: the batches (size {load.batch}, R={load.R}, r={load.r}, flip={load.flip}) are not "
+                         f"the unit's (size {extractor.batch}, R={spec['R']}, r={spec['r']}, flip={spec['flip']})")
+    stream = feed.batches(load) if feed is not None else pipeline.batches(load, ctx.workers, shard=(proc, procs))
     rows = {"feats.npy": ((extractor.features_dim,), np.float32), "labels.npy": ((), np.int64)}
     if extractor.maps:
         rows["maps.npy"] = (extractor.maps_shape(R), np.float32)
@@ -127,7 +132,7 @@ def compute(ctx: Context, extractor: Extractor, source, out: Path, spec: dict, d
         bar.update(m)
 
     with tqdm(total=mine, desc=desc, unit="img", leave=False, disable=None) as bar:
-        for batch in pipeline.batches(load, ctx.workers, shard=(proc, procs)):
+        for batch in stream:
             s, x = batch["start"], to_unit(batch["pixels"])
             at = s // extractor.batch // procs * extractor.batch  # every earlier batch of mine is full
             if view is not None:
@@ -276,35 +281,53 @@ def run_stage(ctx: Context, todo: list[Unit] | None = None, summary_path: Path |
     0 holds each unit's lock and decides, the others follow at barriers."""
     todo = units(ctx) if todo is None else todo
     lead = distributed.index() == 0
+    where = {u: (store.features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view),
+                 store.features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)) for u in todo}
+    # The units to compute from images, announced to one feed: its workers start once per stage.
+    loads = {u: _load(ctx, u) for u, (d, spec) in where.items()
+             if not _from_maps(u) and not is_done(d / "unit.json", spec, force=ctx.force)}
+    shard = (distributed.index(), distributed.count())
     records = []
-    for u in todo:
-        d = store.features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
-        spec = store.features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
-        if not is_done(d / "unit.json", spec, force=ctx.force):
-            lock = held(d.with_name(d.name + ".lock"), f"features of {u}", ctx.echo) if lead else contextlib.nullcontext()
-            with lock:
-                distributed.barrier(f"lock {d}")
-                todo_here = not is_done(d / "unit.json", spec, force=ctx.force)  # another run may have made it
-                distributed.barrier(f"checked {d}")
-                if todo_here:
-                    if lead and d.exists():
-                        shutil.rmtree(d)
-                    rec = _compute(ctx, u, d, spec)
-                    ctx.echo(f"features {u}: {rec['images']} images, {rec['images_per_second']:.1f} img/s")
-        rec = read_marker(d / "unit.json")
-        records.append({"dataset": u.dataset, "split": u.split, "R": u.R, "r": u.r, "flip": u.flip,
-                        "images": rec["images"], "seconds": rec["seconds"],
-                        "images_per_second": rec["images_per_second"], "backend": rec["backend"],
-                        "devices": rec["devices"]} | ({"view": u.view} if u.view else {})
-                       | ({"backbone": u.backbone, "from_maps": bool(rec.get("from_maps"))} if u.model else {}))
+    with pipeline.Feed(list(loads.values()), ctx.workers, shard) as feed:
+        for u in todo:
+            d, spec = where[u]
+            if not is_done(d / "unit.json", spec, force=ctx.force):
+                lock = held(d.with_name(d.name + ".lock"), f"features of {u}", ctx.echo) if lead else contextlib.nullcontext()
+                with lock:
+                    distributed.barrier(f"lock {d}")
+                    todo_here = not is_done(d / "unit.json", spec, force=ctx.force)  # another run may have made it
+                    distributed.barrier(f"checked {d}")
+                    if todo_here:
+                        if lead and d.exists():
+                            shutil.rmtree(d)
+                        rec = _compute(ctx, u, d, spec, loads.get(u), feed)
+                        ctx.echo(f"features {u}: {rec['images']} images, {rec['images_per_second']:.1f} img/s")
+            rec = read_marker(d / "unit.json")
+            records.append({"dataset": u.dataset, "split": u.split, "R": u.R, "r": u.r, "flip": u.flip,
+                            "images": rec["images"], "seconds": rec["seconds"],
+                            "images_per_second": rec["images_per_second"], "backend": rec["backend"],
+                            "devices": rec["devices"]} | ({"view": u.view} if u.view else {})
+                           | ({"backbone": u.backbone, "from_maps": bool(rec.get("from_maps"))} if u.model else {}))
     summary = {"units": records, "throughput_by_R": _throughput([x for x in records if not x.get("from_maps")])}
     if lead:
         write_json_atomic(summary_path or ctx.out_dir / "features.json", summary)
     return summary
 
 
-def _compute(ctx: Context, u: Unit, d: Path, spec: dict) -> dict:
-    if u.model and parse(u.model[0]).remedy == FT5:  # block 5 only, seconds: process 0 alone
+def _from_maps(u: Unit) -> bool:
+    """Whether a unit is computed from cached block-4 maps (a `<dataset>/ft5` model's), not images."""
+    return bool(u.model) and parse(u.model[0]).remedy == FT5
+
+
+def _load(ctx: Context, u: Unit) -> pipeline.LoadBatch:
+    """The unit's images as the features pass's batches."""
+    source = ctx.builder(u.dataset).as_data_source()[u.split]
+    return pipeline.LoadBatch(source, len(source), ctx.preset.feature_batch, u.R, u.r, u.flip)
+
+
+def _compute(ctx: Context, u: Unit, d: Path, spec: dict, load: pipeline.LoadBatch | None,
+             feed: pipeline.Feed) -> dict:
+    if _from_maps(u):  # block 5 only, seconds: process 0 alone
         if distributed.index() == 0:
             compute_from_maps(ctx, u, d, spec)
         distributed.barrier(f"from maps {d}")
@@ -315,9 +338,9 @@ def _compute(ctx: Context, u: Unit, d: Path, spec: dict) -> dict:
         from study import augment
 
         view = lambda x, idx: augment.view(x, idx, u.view, ctx.preset.augment, store.AUGMENT_SEED)
-    source = ctx.builder(u.dataset).as_data_source()[u.split]
     maps = store.holds_maps(ctx, u.R, u.flip, u.view, u.backbone)
-    return compute(ctx, _extractor(ctx, w, maps), source, d, spec, str(u), view)
+    load = _load(ctx, u) if load is None else load
+    return compute(ctx, _extractor(ctx, w, maps), load, d, spec, str(u), view, feed)
 
 
 def _throughput(records: list[dict]) -> dict[str, float]:

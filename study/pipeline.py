@@ -4,10 +4,16 @@ A unit's images are cut into batches of the extractor's fixed size in record ord
 holds records [b * batch, (b + 1) * batch). Each batch is read, decoded, resized to R and
 degraded to r (study.datasets.images.model_pixels) by one call of `LoadBatch`, a picklable
 function of b alone. With `workers` > 0, grain's `mp_prefetch` runs those calls in that many
-worker processes, worker w taking batches w, w + workers, ..., and hands them back in order
-of b; with 0 the calls run in this process, one after the other. Either way every batch
-holds the same images in the same order, so the features are the same bytes whatever the
-number of workers (test).
+worker processes, worker w taking jobs w, w + workers, ..., and hands them back in order;
+with 0 the calls run in this process, one after the other. Either way every batch holds the
+same images in the same order, so the features are the same bytes whatever the number of
+workers (test).
+
+Starting a set of workers takes 1-2 s and stopping it about 1 s (`bench` reports both), as
+long as a GPU needs for tens of thousands of images. So a stage announces every unit it
+will compute to one `Feed`, whose workers decode the units one after the other (the next
+unit's first batches while the current one's last are in the model) and are started and
+stopped once per stage.
 
 Each worker reads with one thread (`ReadOptions(num_threads=1)`): a worker is one core, and
 scaling comes from adding workers, which `bench` measures. The study runs on a CPU with 0
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -69,21 +75,34 @@ def default_workers() -> int:
     return 0 if jax.default_backend() == "cpu" else min(8, os.cpu_count() or 1)
 
 
-def batches(load: LoadBatch, workers: int | None = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[dict]:
-    """The batches b of `load` with b mod shard[1] == shard[0] (a process's share; all of them
-    by default), in order, decoded in `workers` processes (0: here; None: `default_workers`)."""
+@dataclasses.dataclass(frozen=True)
+class _Jobs:
+    """Job (k, b): batch b of loads[k], tagged with k. What the workers receive, once."""
+
+    loads: tuple[LoadBatch, ...]
+
+    def __call__(self, job: tuple[int, int]) -> dict[str, np.ndarray | int]:
+        k, b = job
+        return self.loads[k](b) | {"load": k}
+
+
+def stream(loads: Sequence[LoadBatch], workers: int | None = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[dict]:
+    """The batches of each load in turn (of each, the batches b with b mod shard[1] ==
+    shard[0], a process's share; all of them by default), in order, each tagged "load": k,
+    decoded by one set of `workers` processes (0: here; None: `default_workers`)."""
     index, count = shard
+    jobs = [(k, b) for k, load in enumerate(loads) for b in range(index, len(load), count)]
+    fn = _Jobs(tuple(loads))
     workers = default_workers() if workers is None else workers
-    if workers == 0:
-        for b in range(index, len(load), count):
-            yield load(b)
+    if workers == 0 or not jobs:
+        yield from map(fn, jobs)
         return
     import grain
     from absl import flags
 
     if not flags.FLAGS.is_parsed():  # grain reads its settings from absl flags; the study has none
         flags.FLAGS.mark_as_parsed()
-    ds = grain.MapDataset.range(index, len(load), count).map(load)
+    ds = grain.MapDataset.source(jobs).map(fn)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=PREFETCH))
     it = iter(ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=PREFETCH)))
     try:
@@ -92,3 +111,52 @@ def batches(load: LoadBatch, workers: int | None = 0, shard: tuple[int, int] = (
         close = getattr(it, "close", None)
         if close is not None:
             close()
+
+
+def batches(load: LoadBatch, workers: int | None = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[dict]:
+    """The batches of one load (see `stream`)."""
+    return stream([load], workers, shard)
+
+
+class Feed:
+    """A stage's input: the batches of the loads announced at its start (the features units it
+    will compute), decoded in that order by one set of workers, started on first use and
+    stopped on `close`. `batches(load)` gives a load's batches: from the shared workers if it
+    was announced (the batches of announced loads that were skipped, say units another run
+    finished meanwhile, are dropped), from a set of its own otherwise."""
+
+    def __init__(self, loads: Sequence[LoadBatch], workers: int | None = 0, shard: tuple[int, int] = (0, 1)):
+        self.loads, self.workers, self.shard = list(loads), workers, shard
+        self._it: Iterator[dict] | None = None
+        self._next = 0  # loads before this one are done with
+
+    def batches(self, load: LoadBatch) -> Iterator[dict]:
+        k = next((i for i, x in enumerate(self.loads) if x is load), None)
+        if k is None or k < self._next:
+            return batches(load, self.workers, self.shard)
+        self._next = k + 1
+        return self._take(k)
+
+    def _take(self, k: int) -> Iterator[dict]:
+        if self._it is None:
+            self._it = stream(self.loads, self.workers, self.shard)
+        index, count = self.shard
+        left = len(range(index, len(self.loads[k]), count))
+        while left:
+            batch = next(self._it)
+            if batch["load"] > k:
+                raise RuntimeError(f"the feed passed load {k} with {left} of its batches missing")
+            if batch["load"] == k:
+                left -= 1
+                yield batch
+
+    def close(self) -> None:
+        if self._it is not None:
+            self._it.close()
+            self._it = None
+
+    def __enter__(self) -> "Feed":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

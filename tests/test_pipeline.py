@@ -564,6 +564,7 @@ def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeyp
     assert [x["layer"] for x in r["layers"]] == list(range(13))
     assert all(set(x["gflops"]) == set(conv.PATHS) for x in r["layers"])  # im2col of 32 px fits
     assert [x["workers"] for x in r["input"]] == [0, 1, 2] and all(x["images_per_second"] > 0 for x in r["input"])
+    assert all(x["start_seconds"] >= 0 and x["stop_seconds"] >= 0 for x in r["input"])
     assert abs(r["speedup"]["input_2_over_1"] - r["input"][2]["images_per_second"] / r["input"][1]["images_per_second"]) < 0.011
     assert r["features"]["chosen"]["images"] == r["features"]["direct"]["images"] == 40
     table = bench.format_table(b)
@@ -591,6 +592,44 @@ def test_input_workers_give_the_same_feature_bytes(smoke, tmp_path):
                              "--cache-dir", str(cache))) == 0
         names[workers] = _same_as_smoke(cache, smoke)
     assert names[1] == names[2] and len(names[1]) >= 5
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_one_feed_decodes_a_stages_units_in_one_set_of_workers(smoke, workers):
+    """A Feed gives each announced load's batches, as the load makes them, from one set of
+    worker processes for all (the same processes from the first load to the last), drops the
+    batches of a load that is skipped, and serves a load it was not told of from its own."""
+    import multiprocessing
+
+    from study import pipeline
+
+    ctx = context(smoke)
+    source = ctx.builder("asl_photos").as_data_source()["train"]
+    loads = [pipeline.LoadBatch(source, 40, 16, 32, 32), pipeline.LoadBatch(source, 24, 16, 32, 16),
+             pipeline.LoadBatch(source, 96, 16, 32, 32, flip=True)]
+    other = pipeline.LoadBatch(source, 20, 16, 32, 16, flip=True)
+
+    def check(got, load):
+        assert [g["start"] for g in got] == list(range(0, load.n, load.batch))
+        for g in got:
+            want = load(g["start"] // load.batch)
+            assert np.array_equal(g["pixels"], want["pixels"]) and np.array_equal(g["labels"], want["labels"])
+
+    with pipeline.Feed(loads, workers) as feed:
+        first = []
+        for g in feed.batches(loads[0]):
+            first.append(g)
+            pids = {p.pid for p in multiprocessing.active_children()}
+        check(first, loads[0])
+        check(list(feed.batches(other)), other)
+        last = []
+        for g in feed.batches(loads[2]):  # loads[1] skipped: its batches dropped
+            if not last:  # (a worker whose jobs are done exits: ask at the first of 6 batches)
+                assert {p.pid for p in multiprocessing.active_children()} == pids and len(pids) == workers
+            last.append(g)
+        check(last, loads[2])
+        check(list(feed.batches(loads[1])), loads[1])  # passed: served apart
+    assert not multiprocessing.active_children()
 
 
 def test_two_processes_write_the_cache_one_process_writes(smoke, tmp_path):
