@@ -11,7 +11,8 @@ the ones it is compared with, and reported as a ratio to them:
      `chosen`: study.conv.choose, what feature extraction runs), in images/s, GFLOP/s
      counted as direct-convolution FLOPs (so a rate above the matrix-multiply rate means
      fewer multiplications, not faster ones) and the share of the matrix-multiply rate;
-   - each layer alone with each path (GFLOP/s): the evidence for the rule;
+     the plans are timed in turns, so that the machine's slow spells fall on all alike;
+   - each layer alone with each path (GFLOP/s, timed in turns): the evidence for the rule;
    - the input pipeline alone (records read, decoded, resized to R; study.pipeline) with 0,
      1 and 2 worker processes (and the machine's default), on 8x `--images` images: images/s
      from the first batch to the last, and apart the seconds to start the workers and to
@@ -42,6 +43,7 @@ from study.model import FrozenVGG16
 MATMUL_N = 4096
 PLANS = ("direct", "f2", "f4", "chosen")
 # Each timing: repeated until this many seconds and at least MIN_REPEATS times; the median.
+# The timings compared (a resolution's plans, a layer's paths) are taken in turns.
 MIN_SECONDS, MIN_REPEATS = 2.0, 3
 # im2col of a layer larger than this (bytes) is not timed: it would only measure swapping.
 MAX_PATCHES_BYTES = 1 << 30
@@ -49,13 +51,26 @@ MAX_PATCHES_BYTES = 1 << 30
 
 def timed(fn, *args) -> float:
     """Median seconds of `fn(*args)` (compiled and run once first)."""
-    jax.block_until_ready(fn(*args))
-    times, start = [], time.perf_counter()
-    while len(times) < MIN_REPEATS or time.perf_counter() - start < MIN_SECONDS:
-        t = time.perf_counter()
+    return timed_in_turns({"": (fn, *args)})[""]
+
+
+def timed_in_turns(calls: dict[str, tuple]) -> dict[str, float]:
+    """Median seconds of each call (fn, *args), each compiled and run once first, then all run
+    in turns (one of each, again and again) until each has run MIN_SECONDS on average and
+    MIN_REPEATS times: a slow spell of the machine falls on all of them alike, so that their
+    ratios hold (timed one after the other, a plan once came out slower than the features
+    end to end that contain it)."""
+    for fn, *args in calls.values():
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    start = time.perf_counter()
+    while (min(map(len, times.values())) < MIN_REPEATS
+           or time.perf_counter() - start < MIN_SECONDS * len(calls)):
+        for k, (fn, *args) in calls.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def matmul_gflops(n: int = MATMUL_N) -> float:
@@ -78,12 +93,17 @@ def plan_paths(backbone, resolution: int, plan: str) -> tuple[str, ...]:
     return chosen
 
 
-def model_only(backbone, resolution: int, batch: int, plan: str) -> dict:
-    frozen = FrozenVGG16(backbone, resolution, paths=plan_paths(backbone, resolution, plan))
-    graphdef, state = nnx.split(frozen)
-    fn = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+def model_only(backbone, resolution: int, batch: int) -> dict[str, dict]:
+    """Per plan: seconds per batch of the whole backbone (the plans timed in turns) and its paths."""
     x = jax.random.uniform(jax.random.key(0), (batch, resolution, resolution, 3))
-    return {"seconds_per_batch": timed(fn, state, x), "paths": list(frozen.paths)}
+    calls, paths = {}, {}
+    for plan in PLANS:
+        frozen = FrozenVGG16(backbone, resolution, paths=plan_paths(backbone, resolution, plan))
+        graphdef, state = nnx.split(frozen)
+        calls[plan] = (jax.jit(lambda s, x, graphdef=graphdef: nnx.merge(graphdef, s)(x)), state, x)
+        paths[plan] = list(frozen.paths)
+    seconds = timed_in_turns(calls)
+    return {plan: {"seconds_per_batch": seconds[plan], "paths": paths[plan]} for plan in PLANS}
 
 
 def layer_rates(backbone, resolution: int, batch: int) -> list[dict]:
@@ -92,13 +112,13 @@ def layer_rates(backbone, resolution: int, batch: int) -> list[dict]:
     for i, ((side, ci, co), c) in enumerate(zip(backbone.layer_shapes(resolution), backbone.convs)):
         x = jax.random.normal(jax.random.key(i), (batch, side, side, ci))
         gflop = direct_gflop([(side, ci, co)], batch)
-        rates = {}
+        calls = {}
         for path in conv.PATHS:
             if path == "matmul" and batch * side * side * 9 * ci * 4 > MAX_PATCHES_BYTES:
                 continue
-            k = conv.prepare(c.kernel[...], path)
             fn = jax.jit(lambda x, k, b, path=path: jax.nn.relu(conv.conv3x3(x, k, path) + b))
-            rates[path] = round(gflop / timed(fn, x, k, c.bias[...]), 1)
+            calls[path] = (fn, x, conv.prepare(c.kernel[...], path), c.bias[...])
+        rates = {path: round(gflop / s, 1) for path, s in timed_in_turns(calls).items()}
         rows.append({"layer": i, "map": side, "c_in": ci, "c_out": co, "gflop_per_batch": round(gflop, 3),
                      "chosen": chosen[i], "gflops": rates})
     return rows
@@ -171,8 +191,7 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
         shapes = backbone.layer_shapes(R)
         per_image = direct_gflop(shapes)
         models = {}
-        for plan in PLANS:
-            m = model_only(backbone, R, batch, plan)
+        for plan, m in model_only(backbone, R, batch).items():
             s = m.pop("seconds_per_batch")
             gflops = per_image * batch / s
             models[plan] = {"images_per_second": round(batch / s, 1), "gflops": round(gflops, 1),
