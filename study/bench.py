@@ -18,7 +18,7 @@ the ones it is compared with, and reported as a ratio to them:
      from the first batch to the last, and apart the seconds to start the workers and to
      stop them;
    - the features end to end (pipeline and model, as `features` runs them) on the first
-     images of a prepared training split, direct and chosen.
+     images of a prepared training split, direct and chosen in turns (the median of 3).
 
 Written to results/<preset>/bench.json (`--out`) and printed as a table.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -45,6 +46,8 @@ PLANS = ("direct", "f2", "f4", "chosen")
 # Each timing: repeated until this many seconds and at least MIN_REPEATS times; the median.
 # The timings compared (a resolution's plans, a layer's paths) are taken in turns.
 MIN_SECONDS, MIN_REPEATS = 2.0, 3
+# The features end to end: each plan's pass over the images this many times, in turns.
+ROUNDS = 3
 # im2col of a layer larger than this (bytes) is not timed: it would only measure swapping.
 MAX_PATCHES_BYTES = 1 << 30
 
@@ -145,20 +148,31 @@ def input_only(ctx: Context, resolution: int, images: int, workers: int) -> dict
             "stop_seconds": round(end - last, 2), "images_per_second": round(rate, 1)}
 
 
-def end_to_end(ctx: Context, resolution: int, images: int, direct: bool, weights) -> dict:
-    """The features pass (study.features.compute) over the first `images` training images."""
+def end_to_end(ctx: Context, resolution: int, images: int, weights) -> dict[str, dict]:
+    """The features pass (study.features.compute) over the first `images` training images,
+    with direct convolution and with the chosen paths in turns, ROUNDS times each (after one
+    batch each to compile): per plan the median images/s and every round's."""
     import tempfile
 
     from study import features, pipeline
 
     name, source = _training_source(ctx)
-    extractor = features.Extractor(weights, ctx.preset.feature_batch, direct=direct)
+    extractors = {plan: features.Extractor(weights, ctx.preset.feature_batch, direct=plan == "direct")
+                  for plan in ("direct", "chosen")}
     spec = {"R": resolution, "r": resolution, "flip": False, "bench": True}
-    load = lambda n: pipeline.LoadBatch(source, min(n, len(source)), extractor.batch, resolution, resolution)
+    load = lambda n: pipeline.LoadBatch(source, min(n, len(source)), ctx.preset.feature_batch, resolution, resolution)
+    rates: dict[str, list[float]] = {plan: [] for plan in extractors}
     with tempfile.TemporaryDirectory() as tmp:
-        features.compute(ctx, extractor, load(extractor.batch), Path(tmp) / "warm", spec, "compile")
-        rec = features.compute(ctx, extractor, load(images), Path(tmp) / "run", spec, f"bench {resolution} px")
-    return {"dataset": name, "images": rec["images"], "images_per_second": rec["images_per_second"]}
+        for plan, ex in extractors.items():
+            features.compute(ctx, ex, load(ex.batch), Path(tmp) / f"warm-{plan}", spec, "compile")
+        for i in range(ROUNDS):
+            for plan, ex in extractors.items():
+                out = Path(tmp) / f"{plan}-{i}"
+                rec = features.compute(ctx, ex, load(images), out, spec, f"bench {resolution} px {plan}")
+                rates[plan].append(rec["images_per_second"])
+                shutil.rmtree(out)
+    return {plan: {"dataset": name, "images": rec["images"], "images_per_second": round(statistics.median(r), 1),
+                   "rounds": r} for plan, r in rates.items()}
 
 
 def _worker_counts() -> list[int]:
@@ -196,7 +210,7 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
             gflops = per_image * batch / s
             models[plan] = {"images_per_second": round(batch / s, 1), "gflops": round(gflops, 1),
                             "share_of_matmul": round(gflops / mm, 2)} | m
-        e2e = {plan: end_to_end(ctx, R, images, plan == "direct", weights) for plan in ("direct", "chosen")}
+        e2e = end_to_end(ctx, R, images, weights)
         inputs = [input_only(ctx, R, 8 * images, w) for w in _worker_counts()]
         rate = {x["workers"]: x["images_per_second"] for x in inputs}
         result["resolutions"][str(R)] = {

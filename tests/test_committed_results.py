@@ -47,6 +47,7 @@ def test_readme_speed_tables_are_the_committed_bench():
     assert block == format_table(bench, layers=False) + "\n"
     for r in bench["resolutions"].values():  # the bar: the features 1.4x direct convolution
         assert r["speedup"]["model"] >= 1.4 and r["speedup"]["features"] >= 1.4, r["speedup"]
+        assert r["speedup"]["input_2_over_1"] >= 1.7, r["speedup"]  # and the pipeline's: 2 workers 1.7x one
 
 
 def test_committed_results_are_complete_and_hold_no_machine_paths():

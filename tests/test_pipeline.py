@@ -567,6 +567,7 @@ def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeyp
     assert all(x["start_seconds"] >= 0 and x["stop_seconds"] >= 0 for x in r["input"])
     assert abs(r["speedup"]["input_2_over_1"] - r["input"][2]["images_per_second"] / r["input"][1]["images_per_second"]) < 0.011
     assert r["features"]["chosen"]["images"] == r["features"]["direct"]["images"] == 40
+    assert all(len(e["rounds"]) == bench.ROUNDS for e in r["features"].values())
     table = bench.format_table(b)
     assert "model, chosen" in table and "| 32 | 12 | 2 | 512 -> 512 |" in table
 
