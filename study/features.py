@@ -297,9 +297,10 @@ def run_stage(ctx: Context, todo: list[Unit] | None = None, summary_path: Path |
                     distributed.barrier(f"lock {d}")
                     todo_here = not is_done(d / "unit.json", spec, force=ctx.force)  # another run may have made it
                     distributed.barrier(f"checked {d}")
+                    if todo_here and lead and d.exists():
+                        shutil.rmtree(d)
+                    distributed.barrier(f"cleared {d}")  # before any process writes its share there
                     if todo_here:
-                        if lead and d.exists():
-                            shutil.rmtree(d)
                         rec = _compute(ctx, u, d, spec, loads.get(u), feed)
                         ctx.echo(f"features {u}: {rec['images']} images, {rec['images_per_second']:.1f} img/s")
             rec = read_marker(d / "unit.json")
