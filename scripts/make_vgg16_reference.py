@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from study.datasets.images import decode, square_resize
-from study.weights import load_lpips
+from study.network.weights import load_lpips
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DIR = "asl-alphabet/asl_alphabet_test/asl_alphabet_test"

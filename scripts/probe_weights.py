@@ -21,10 +21,13 @@ from flax import nnx
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from study import weights
-from study.config import CPU
+from study.network import weights
+from study.core.config import CPU
 from study.datasets import DATASETS
-from study.model import VGG16Backbone
+from study.network.model import VGG16Backbone
+
+# The random streams of the study (study.run sets the same where the program starts).
+jax.config.update("jax_threefry_partitionable", False)
 
 BATCH = 64
 

@@ -1,26 +1,78 @@
-"""Command line of the study: `python -m study.run <stage> [--preset P] [options]`.
+"""Command line of the study: `python -m study.run <command> [--preset P] [options]`.
 
-Stages: prepare (datasets and ImageNet weights), features (frozen VGG16 features, cached),
-train (heads), evaluate (scores and results/<preset>/table.csv), report (tables, figures,
-paper), all (each in order), score (every trained model on a folder of one's own photos),
-and bench (the speed of the features against the matrix-multiply rate, study.bench).
-Without --preset a command runs the study of record (study.config.RECORD) on data/.
-Each stage is a function of its own module; this file only parses the command and calls them.
-Every stage skips the work whose inputs have not changed and refuses, without --force,
-results made from another configuration. A command holds its results folder for as long as
-it runs: a second command on the same folder stops and names the first.
+Commands: prepare (datasets and ImageNet weights), features (frozen VGG16 features, cached),
+train (heads), evaluate (scores, results/<preset>/table.csv and the diagnostics), report
+(tables, figures, paper), all (each in order), score (every trained model on a folder of
+one's own photos), and bench (the speed of the features against the matrix-multiply rate).
+Without --preset a command runs the study of record (study.core.config.RECORD) on data/.
+
+This file parses the options into a Context (study.core.context) and runs the command's
+sequence of stage calls, listed in COMMANDS and nowhere else. The study's own errors
+(study.core.errors.StudyError) become "error: ..." and exit status 2; anything else is a bug
+and keeps its traceback. Every stage skips the work whose inputs have not changed and
+refuses, without --force, results made from another configuration. A command holds its
+results folder for as long as it runs: a second command on the same folder stops and names
+the first.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-from study.config import PRESETS, RECORD, get_preset
+from study.core.config import PRESETS, RECORD, get_preset
+from study.core.errors import ConfigError, StudyError
+
+
+class Command(NamedTuple):
+    help: str
+    steps: tuple[str, ...]  # stage calls "module:function", each taking the Context (and maybe returning a new one)
+
+
+_STAGES = "study.stages"
+COMMANDS: dict[str, Command] = {
+    "prepare": Command("build the preset's datasets found in --data-dir and convert the weights",
+                       (f"{_STAGES}.prepare:run_stage",)),
+    "features": Command("compute the frozen VGG16 features the preset needs (cached)", (f"{_STAGES}.features:run_stage",)),
+    "train": Command("train the heads on the cached features", (f"{_STAGES}.train:run_stage",)),
+    "evaluate": Command("score every model on every test split and degradation; write table.csv; the diagnostics",
+                        (f"{_STAGES}.features:run_finetuned",  # fine-tuned models are scored from their own backbone
+                         f"{_STAGES}.evaluate:run_stage",
+                         "study.diagnostics.separability:run_stage",
+                         "study.diagnostics.gradcam:run_stage")),
+    "report": Command("tables, figures and the paper from the result files", (f"{_STAGES}.report:run_stage",)),
+    "score": Command("score every trained model on a class-per-folder photo set (--folder)",
+                     (f"{_STAGES}.score:prepare_folder", f"{_STAGES}.features:run_folder",
+                      f"{_STAGES}.evaluate:run_folder", f"{_STAGES}.score:print_table")),
+    "bench": Command("time the features: matrix multiply, each convolution path, input pipeline, end to end",
+                     (f"{_STAGES}.bench:run_stage",)),
+}
+# `all`: these commands in order, each timed.
+ALL = ("prepare", "features", "train", "evaluate", "report")
+
+
+def run(ctx, command: str):
+    """Run a command's stage calls in order. A call that returns a Context (`score`'s folder
+    preparation) hands it to the calls after it; returns the last context."""
+    from study.core.context import Context
+
+    if command == "all":
+        for name in ALL:
+            t0 = time.perf_counter()
+            ctx = run(ctx, name)
+            ctx.echo(f"[{name}] {time.perf_counter() - t0:.1f} s")
+        return ctx
+    for step in COMMANDS[command].steps:
+        module, _, function = step.partition(":")
+        result = getattr(importlib.import_module(module), function)(ctx)
+        ctx = result if isinstance(result, Context) else ctx
+    return ctx
 
 
 def _quiet_libraries() -> None:
@@ -30,6 +82,20 @@ def _quiet_libraries() -> None:
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tfds.disable_progress_bar()
+
+
+def _configure_jax() -> None:
+    """The random streams the study's seeds were drawn with: JAX's threefry, not partitionable.
+
+    Threefry's partitionable lowering (JAX's default) takes seconds per array shape to compile
+    on CPU (measured: 4.5 s for each initializer shape on 2 cores), which made building a model
+    take 20 s; the classic lowering compiles in a fraction of that. Same generator; only the
+    order in which its bits are laid out differs, so the committed heads were drawn with this
+    setting. Set once, where the program starts (here, and the tests' conftest), before any
+    key is made."""
+    import jax
+
+    jax.config.update("jax_threefry_partitionable", False)
 
 
 def _tune_allocator() -> None:
@@ -61,15 +127,16 @@ def _start_processes(args: argparse.Namespace) -> bool:
     if processes == 1:
         return True
     if processes < 1 or not args.coordinator:
-        raise ValueError("--processes N needs N >= 1 and --coordinator HOST:PORT (process 0's)")
-    from study import distributed
+        raise ConfigError("--processes N needs N >= 1 and --coordinator HOST:PORT (process 0's)")
+    from study.extraction import distributed
 
     distributed.initialize(args.coordinator, processes, args.process_id)
     return args.process_id == 0
 
 
-def _context(args: argparse.Namespace):
-    from study.context import Context
+def context(args: argparse.Namespace):
+    """The Context of a parsed command line: every option lives there."""
+    from study.core.context import Context, default_out
 
     preset = get_preset(args.preset).restricted(args.dataset, args.resolution)
     return Context(
@@ -81,119 +148,27 @@ def _context(args: argparse.Namespace):
         weights_dir=Path(args.weights_dir),
         force=args.force,
         workers=args.workers,
+        weights_file=Path(args.weights) if args.weights else None,
+        paper_dir=Path(args.paper_dir) if args.paper_dir else None,
+        folder=Path(args.folder) if getattr(args, "folder", None) else None,
+        folder_name=getattr(args, "name", None),
+        bench_images=getattr(args, "images", 512),
     )
-
-
-def default_out(preset: str) -> Path:
-    return Path(f"results/{preset}")
-
-
-def paper_dir(ctx, args) -> Path:
-    """--paper-dir; else the repository's paper/ for the study of record written to its own
-    results folder; else <out>/paper, so that no other run touches the paper of record."""
-    if args.paper_dir:
-        return Path(args.paper_dir)
-    if ctx.preset.name == RECORD and ctx.out_dir == default_out(RECORD):
-        return Path("paper")
-    return ctx.out_dir / "paper"
-
-
-def stage_prepare(ctx, args) -> None:
-    from study.datasets.prepare import prepare
-    from study.weights import prepare_weights
-
-    prepare(ctx.preset, ctx.data_dir, ctx.out_dir, ctx.tfds_dir, force=ctx.force)
-    prepare_weights(ctx.out_dir, ctx.weights_dir, Path(args.weights) if args.weights else None)
-
-
-def stage_features(ctx, args) -> None:
-    from study import features
-
-    summary = features.run_stage(ctx)
-    rates = ", ".join(f"{r} px: {v:.1f} img/s" for r, v in summary["throughput_by_R"].items())
-    ctx.echo(f"features: {len(summary['units'])} units cached ({rates})")
-
-
-def stage_train(ctx, args) -> None:
-    from study import train
-
-    train.run_stage(ctx)
-
-
-def stage_evaluate(ctx, args) -> None:
-    from study import evaluate, features, gradcam, separability
-
-    tuned = features.finetuned_units(ctx)  # fine-tuned models are scored from their own backbone's features
-    if tuned:
-        features.run_stage(ctx, tuned, ctx.out_dir / "features_finetuned.json")
-    rows = evaluate.run_stage(ctx)
-    ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
-    if not ctx.preset.train.finetune:  # a diagnostic of the frozen features
-        separability.run_stage(ctx)
-    gradcam.run_stage(ctx)
-
-
-def stage_score(ctx, args) -> None:
-    from study import evaluate, features, score
-
-    name = score.prepare_folder(ctx, Path(args.folder), args.name)
-    out = score.results_dir(ctx, name)
-    features.run_stage(ctx, score.feature_units(ctx, name) + features.finetuned_units(ctx, [name]), out / "features.json")
-    rows = evaluate.run_stage(ctx, [name], out / "eval")
-    ctx.echo(score.format_table(rows))
-
-
-def stage_bench(ctx, args) -> None:
-    from study import bench
-
-    bench.run(ctx, images=args.images)
-
-
-def stage_report(ctx, args) -> None:
-    from study.report import run_report
-
-    run_report(ctx.out_dir, paper_dir(ctx, args), ctx.echo)
-
-
-STAGES = {
-    "prepare": stage_prepare,
-    "features": stage_features,
-    "train": stage_train,
-    "evaluate": stage_evaluate,
-    "report": stage_report,
-}
-
-
-def stage_all(ctx, args) -> None:
-    for name, fn in STAGES.items():
-        t0 = time.perf_counter()
-        fn(ctx, args)
-        ctx.echo(f"[{name}] {time.perf_counter() - t0:.1f} s")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="stage", required=True)
-    helps = {
-        "prepare": "build the preset's datasets found in --data-dir and convert the weights",
-        "features": "compute the frozen VGG16 features the preset needs (cached)",
-        "train": "train the heads on the cached features",
-        "evaluate": "score every model on every test split and degradation; write table.csv",
-        "report": "tables, figures and the paper from the result files",
-        "all": "every stage in order",
-        "score": "score every trained model on a class-per-folder photo set (--folder)",
-        "bench": "time the features: matrix multiply, each convolution path, input pipeline, end to end",
-    }
-    for name, text in helps.items():
-        s = sub.add_parser(name, help=text)
-        s.set_defaults(func={"all": stage_all, "score": stage_score, "bench": stage_bench}.get(name) or STAGES[name])
+    sub = p.add_subparsers(dest="command", required=True)
+    helps = {name: c.help for name, c in COMMANDS.items()} | {"all": "every stage in order: " + ", ".join(ALL)}
+    for name in ("prepare", "features", "train", "evaluate", "report", "all", "score", "bench"):
+        s = sub.add_parser(name, help=helps[name])
         if name == "score":
             s.add_argument("--folder", required=True, help="<dir>/<class>/<image> or <dir>/<split>/<class>/<image>")
             s.add_argument("--name", help="name of the results folder (default: the folder's name)")
         if name == "features":
             s.add_argument("--processes", type=int, default=1,
                            help="compute the features in this many processes (one per host or GPU), started "
-                                "once each with its --process-id and the same --coordinator (study.distributed)")
+                                "once each with its --process-id and the same --coordinator (study.extraction.distributed)")
             s.add_argument("--process-id", type=int, default=0, help="this process's index, 0 .. --processes - 1")
             s.add_argument("--coordinator", help="HOST:PORT of process 0, where the processes meet")
         if name == "bench":
@@ -226,23 +201,20 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _tune_allocator()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    _quiet_libraries()
-    from study.datasets import DatasetError
-    from study.files import FolderBusy, held
-    from study.report import MissingResults
-    from study.units import StaleResultError
-    from study.weights import WeightsError
-
     try:
+        ctx = context(args)  # an unknown preset, dataset or resolution stops here, before any library loads
+        _tune_allocator()
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        if args.command != "report":  # the report never imports jax
+            _configure_jax()
+        _quiet_libraries()
+        from study.core.files import held
+
         lead = _start_processes(args)
-        ctx = _context(args)
         lock = held(ctx.out_dir / ".run.lock", f"the results folder {ctx.out_dir}", ctx.echo, wait=False)
         with lock if lead else contextlib.nullcontext():  # a group of processes: process 0 holds it
-            args.func(ctx, args)
-    except (DatasetError, WeightsError, StaleResultError, MissingResults, FolderBusy, ValueError, FileNotFoundError,
-            FloatingPointError) as e:
+            run(ctx, args.command)
+    except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

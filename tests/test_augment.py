@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from study import augment
-from study.config import AugmentConfig, CPU
+from study.datasets import augment
+from study.core.config import AugmentConfig, CPU
 
 
 def images(n=6, size=32, seed=0):

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from study.config import SMOKE
-from study.datasets import DATASETS, DatasetError, fake, labels
+from study.core.config import SMOKE
+from study.datasets import DATASETS, DatasetError, fake
+from study.core import labels
 from study.datasets.build import read_index, summarize
 
 

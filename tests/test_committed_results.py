@@ -23,8 +23,9 @@ def test_readme_split_table_matches_results_cpu_datasets_json():
 
 
 def test_committed_table_md_is_what_report_makes_from_the_committed_csv():
-    from study.config import get_preset
-    from study.report import read_separability, read_table, table_markdown
+    from study.core.config import get_preset
+    from study.core.store import read_separability, read_table
+    from study.stages.report.tables import table_markdown
 
     out = REPO / "results" / "cpu"
     preset = get_preset(json.loads((out / "datasets.json").read_text())["preset"])
@@ -39,7 +40,7 @@ def test_readme_headline_table_is_the_committed_table_md():
 
 
 def test_readme_speed_tables_are_the_committed_bench():
-    from study.bench import format_table
+    from study.stages.bench import format_table
 
     readme = (REPO / "README.md").read_text()
     block = readme.split("<!-- bench:cpu -->\n", 1)[1].split("<!-- /bench:cpu -->", 1)[0]
@@ -51,9 +52,9 @@ def test_readme_speed_tables_are_the_committed_bench():
 
 
 def test_committed_results_are_complete_and_hold_no_machine_paths():
-    from study.report import check_complete
+    from study.stages.report.results import check_complete, open_results
 
-    check_complete(REPO / "results" / "cpu")  # raises, naming what is missing
+    check_complete(open_results(REPO / "results" / "cpu"))  # raises, naming what is missing
     for p in list((REPO / "results" / "cpu").rglob("*.json")) + [REPO / "paper" / "paper.md"]:
         text = p.read_text()
         assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text, p

@@ -1,4 +1,4 @@
-"""The convolution paths (study.conv): Winograd's transforms are exact, every path computes
+"""The convolution paths (study.network.conv): Winograd's transforms are exact, every path computes
 XLA's convolution on random shapes, paddings and channel counts, and the path rule."""
 
 from fractions import Fraction
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax import lax
 
-from study import conv
+from study.network import conv
 
 
 @pytest.mark.parametrize("m", sorted(conv.WINOGRAD.values()))
@@ -36,6 +36,7 @@ def test_winograd_needs_fewer_multiplications():
     assert conv.multiplications("f4", 2, 2) > conv.multiplications("f2", 2, 2)  # a 4x4 tile for 4 outputs
 
 
+@pytest.mark.slow  # 30 compiled convolutions: half a minute
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(
     b=st.integers(1, 3), h=st.integers(1, 11), w=st.integers(1, 11), c_in=st.integers(1, 24), c_out=st.integers(1, 24),

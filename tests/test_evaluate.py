@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.metrics import f1_score
 
-from study import evaluate
+from study.stages import evaluate
 
 
 def test_restricted_scoring_drops_foreign_labels_and_masks_their_logits():
@@ -48,7 +48,7 @@ def test_score_has_intervals_report_and_confusion():
 
 
 def test_paired_difference_uses_the_tables_resamples_and_sees_a_real_gain():
-    from study.stats import paired_difference
+    from study.core.stats import paired_difference
 
     rng = np.random.default_rng(5)
     base = (rng.random((3, 400)) < 0.5).astype(float)

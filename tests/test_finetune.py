@@ -1,15 +1,18 @@
 """Fine-tuning on images, on the tiny VGG: block 5 and the head move, blocks 1-4 do not."""
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from study import finetune, model
-from study.model import BLOCK5
-from study.config import SMOKE, TrainConfig
+from study.training import finetune
+from study.network import model
+from study.network.model import BLOCK5
+from study.core.config import SMOKE, TrainConfig
 from study.datasets import DATASETS, fake
 
 
+@pytest.mark.slow  # compiles a full VGG16 training step: 10 s
 def test_finetune_updates_block5_and_head_only(tmp_path):
     fake.write_asl_folder(tmp_path / "photos", per_class=6, defects=False, size=32)
     b = DATASETS["asl_photos"].make_builder(SMOKE, tmp_path / "tfds")

@@ -12,6 +12,8 @@ import pytest
 from conftest import clone, git_status, in_clone
 
 
+pytestmark = pytest.mark.slow  # minutes: the command line in a clone, or prepare on the real images
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     return clone(tmp_path_factory.mktemp("fresh") / "repo")

@@ -1,4 +1,4 @@
-from study.datasets import labels
+from study.core import labels
 
 
 def test_canon_has_29_names_in_classlabel_order():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from study import model
-from study.config import PRESETS
-from study.datasets.labels import CANONICAL
+from study.network import model
+from study.core.config import PRESETS
+from study.core.labels import CANONICAL
 
 RESOLUTIONS = sorted({r for p in PRESETS.values() for r in p.train_resolutions + p.eval_resolutions if r >= 32})
 

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from study.config import CPU, SMOKE
-from study.names import Model, dataset_pairs, folder, model_names, parse, preset_models, skipped
+from study.core.config import CPU, SMOKE
+from study.core.names import Model, dataset_pairs, folder, model_names, parse, preset_models, skipped
 
 ASL = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"del", "nothing", "space"}
 LEX = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"nothing"}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from study import run, weights
+from study import run
+from study.network import weights
 from study.datasets import fake
 
 

@@ -11,12 +11,14 @@ import json
 
 import pytest
 
-from study.config import CPU
-from study.datasets import labels
-from study.datasets.prepare import prepare
+from study.core.config import CPU
+from study.core import labels
+from study.stages.prepare import prepare
 
 GUARD = CPU.split.guard_frames
 
+
+pytestmark = pytest.mark.slow  # minutes: the command line in a clone, or prepare on the real images
 
 @pytest.fixture(scope="module")
 def real(shared_data, tmp_path_factory):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from study.datasets import splits
-from study.datasets.splits import spread_draw
+from study.core import splits
+from study.core.splits import spread_draw
 
 GUARD = 10
 

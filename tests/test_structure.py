@@ -1,5 +1,8 @@
-"""The shape of the package (STYLE.md 11): stages side by side above the store, the model and
-the datasets, never importing one another, and no import circle anywhere."""
+"""The shape of the package (STYLE.md 1, 2, 11), stated by folder so that a new module is
+covered without editing a list: each folder imports only the folders below it, a stage never
+imports another stage, the core is pure (no jax, no TFDS), the report never imports jax, and
+there is no import circle anywhere. Only the command line turns the study's errors into exit
+codes."""
 
 from __future__ import annotations
 
@@ -8,8 +11,20 @@ import ast
 from conftest import REPO
 
 PACKAGE = REPO / "study"
-# The stages: each reads its inputs through study.store and writes its own artefacts.
-STAGES = {"study.features", "study.train", "study.evaluate", "study.report", "study.score", "study.datasets.prepare"}
+# Each folder of study/ and the folders it may import besides itself. `run` is the command
+# line (study/run.py), above everything.
+ALLOWED = {
+    "core": set(),
+    "datasets": {"core"},
+    "network": {"core"},
+    "training": {"core", "datasets", "network"},
+    "extraction": {"core", "datasets", "network"},
+    "diagnostics": {"core", "datasets", "network", "training", "extraction"},
+    "stages": {"core", "datasets", "network", "training", "extraction", "diagnostics"},
+    "run": {"core", "datasets", "network", "training", "extraction", "diagnostics", "stages"},
+}
+# Libraries that the pure core, and the report (which reads files only), never import.
+HEAVY = {"jax", "flax", "optax", "tensorflow_datasets", "grain", "dm_pix", "sklearn", "array_record"}
 
 
 def _module(path) -> str:
@@ -20,27 +35,84 @@ def _module(path) -> str:
     return ".".join(parts)
 
 
-def imports() -> dict[str, set[str]]:
-    """Every study module -> the study modules it imports (at any depth of its code)."""
+def modules() -> dict[str, object]:
+    return {_module(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(external: bool = False) -> dict[str, set[str]]:
+    """Every study module -> the study modules it imports (at any depth of its code); with
+    `external`, the top-level names of the other packages it imports instead."""
     graph: dict[str, set[str]] = {}
-    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
-    for name, path in modules.items():
+    mods = modules()
+    for name, path in mods.items():
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 # `from pkg import submodule` imports the submodule; `from mod import name`, the module
                 for a in node.names:
-                    found.add(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module)
-        graph[name] = {m for m in found if m in modules and m != name}
+                    found.add(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module)
+        if external:
+            graph[name] = {m.split(".")[0] for m in found if not m.startswith("study")}
+        else:
+            graph[name] = {m for m in found if m in mods and m != name}
     return graph
 
 
+def part(module: str) -> str:
+    """The folder of study/ a module belongs to ("run" for the command line, "" for the package)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def stage(module: str) -> str | None:
+    """The stage a module belongs to (a module or folder under study/stages), else None."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "stages" else None
+
+
+def test_every_module_lives_in_a_folder_of_its_role():
+    for m in modules():
+        assert part(m) in ALLOWED or m == "study", f"{m}: not in one of the folders {sorted(ALLOWED)}"
+
+
+def test_each_folder_imports_only_the_folders_below_it():
+    for m, deps in imports().items():
+        if m == "study":
+            continue
+        for d in deps:
+            assert part(d) == part(m) or part(d) in ALLOWED[part(m)], f"{m} imports {d} ({part(m)} may import {sorted(ALLOWED[part(m)])})"
+
+
 def test_stages_never_import_each_other():
-    graph = imports()
-    for stage in STAGES:
-        assert not graph[stage] & (STAGES - {stage}), (stage, graph[stage] & STAGES)
+    for m, deps in imports().items():
+        if stage(m):
+            others = {d for d in deps if stage(d) and stage(d) != stage(m)}
+            assert not others, f"stage {stage(m)} ({m}) imports another stage: {sorted(others)}"
+
+
+def test_the_core_and_the_report_import_no_heavy_library():
+    for m, deps in imports(external=True).items():
+        if part(m) == "core" or stage(m) == "report":
+            assert not deps & HEAVY, f"{m} imports {sorted(deps & HEAVY)}"
+
+
+def test_only_the_command_line_turns_errors_into_exit_codes():
+    """No module but study.run catches a broad exception (Exception, BaseException, a bare
+    except, or the study's StudyError) or calls sys.exit: a bug inside a stage keeps its traceback."""
+    broad = {"Exception", "BaseException", "StudyError"}
+    for m, path in modules().items():
+        if m == "study.run":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ExceptHandler):
+                names = {n.id for n in ast.walk(node.type) if isinstance(n, ast.Name)} if node.type else {"(bare)"}
+                reraises = any(isinstance(n, ast.Raise) and n.exc is None or
+                               isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call) for n in ast.walk(node))
+                assert not (names & (broad | {"(bare)"})) or reraises, f"{m}:{node.lineno} catches {sorted(names)}"
+            if isinstance(node, ast.Attribute) and node.attr == "exit" and getattr(node.value, "id", "") == "sys":
+                raise AssertionError(f"{m}:{node.lineno} calls sys.exit")
 
 
 def test_no_import_circle():

@@ -20,7 +20,7 @@ import pytest
 from flax import nnx
 
 from conftest import REPO
-from study import model, weights
+from study.network import model, weights
 from study.datasets.images import decode, square_resize
 
 REFERENCE = REPO / "tests" / "data" / "vgg16_reference.npz"
@@ -52,6 +52,7 @@ def test_backbone_parameter_count():
     assert model.param_count(abstract) == 14_714_688
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [64, 224])
 def test_flax_features_match_pytorch_reference(pretrained, shared_data, size):
     ref = np.load(REFERENCE)
@@ -67,7 +68,7 @@ def test_flax_features_match_pytorch_reference(pretrained, shared_data, size):
     want = ref[f"feats_{size}"]
     assert (want > 0).mean() > 0.2  # the reference is no trivial all-zero output
     # The trainable backbone (XLA's convolution) and the frozen one feature extraction uses
-    # (study.conv's paths, Winograd on most layers on CPU), to the same tolerance.
+    # (study.network.conv's paths, Winograd on most layers on CPU), to the same tolerance.
     frozen = model.FrozenVGG16(pretrained, size)
     if jax.default_backend() == "cpu":
         assert {"f4", "xla"} <= set(frozen.paths), frozen.paths
@@ -151,9 +152,10 @@ def test_torchvision_state_dicts(tmp_path, random_oihw, fmt):
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [32, 48])
 def test_frozen_backbone_matches_the_numpy_vgg16(random_oihw, size):
-    """Feature extraction's backbone (study.conv's paths: F(2x2) on 2x2 maps, F(4x4) with
+    """Feature extraction's backbone (study.network.conv's paths: F(2x2) on 2x2 maps, F(4x4) with
     partial tiles on 3x3 ones) against the independent float64 VGG16."""
     kernels, biases, x = random_oihw
     x = np.random.default_rng(size).uniform(0, 1, (2, size, size, 3)).astype(np.float32)
@@ -346,5 +348,5 @@ def test_nothing_in_the_project_calls_plain_pickle_load():
         if pattern.search(p.read_text()) and p.name != "weights.py"
     ]
     assert offenders == []
-    text = (REPO / "study" / "weights.py").read_text()
+    text = (REPO / "study" / "network" / "weights.py").read_text()
     assert "pickle.load(" not in text and "pickle.loads(" not in text

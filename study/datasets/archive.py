@@ -16,9 +16,7 @@ import threading
 import zipfile
 from pathlib import Path
 
-
-class DatasetError(RuntimeError):
-    """Input data the study cannot use; the message says what was expected and how to fix it."""
+from study.core.errors import DatasetError
 
 
 class Archive:

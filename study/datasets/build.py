@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from study.config import Preset
-from study.datasets import DatasetError, DatasetSpec, labels, splits
-from study.files import held
+from study.core.config import Preset
+from study.datasets import DatasetError, DatasetSpec
+from study.core import labels, splits
+from study.core.files import held
 
 log = logging.getLogger(__name__)
 FRAME_SPLITS = (splits.TRAIN, splits.VALIDATION, splits.TEST)

@@ -3,7 +3,7 @@
 Each builder reads its archive from TFDS's manual directory (unzipped, or the zip Kaggle
 serves), decodes and resizes every image once to the config's storage size, and writes
 ArrayRecord files that `as_data_source()` reads without TensorFlow. Every example carries the
-stored image, the canonical label (a ClassLabel over study.datasets.labels.CANONICAL, the same
+stored image, the canonical label (a ClassLabel over study.core.labels.CANONICAL, the same
 integers for every dataset), the dataset's own label, the file's path inside the archive and
 its frame number (-1 where the file name has none).
 
@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from study.config import SplitConfig
-from study.datasets import images, labels, splits
+from study.core.config import SplitConfig
+from study.datasets import images
+from study.core import labels, splits
 from study.datasets.archive import Archive, DatasetError, find_archive
 
 # 1.1.0: EXIF orientation applied; images over PIL's decompression-bomb limit skipped.

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from study.datasets.labels import CANONICAL, LETTERS
+from study.core.labels import CANONICAL, LETTERS
 
 _PALETTE_SEED = 1234
 

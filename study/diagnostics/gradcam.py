@@ -1,0 +1,193 @@
+"""Grad-CAM on block 5: where in the image each model looks, in-domain and across datasets.
+
+Grad-CAM (Selvaraju et al., 2017): the gradient of the predicted class's logit with respect
+to block 5's last convolution output A (after ReLU, before the pooling), averaged over the
+map, weights A's channels; the ReLU of the weighted sum, scaled to [0, 1] per image, is the
+heat map (R/16 x R/16 cells: 4 x 4 at 64 px, 8 x 8 at 128). Across datasets the prediction
+is the arg-max over the labels both share, as in the table.
+
+The sample is fixed and seeded, the same for every model: study.core.plan.GRADCAM_LABELS labels drawn from those all
+the preset's datasets share, and for each label one image of each dataset's test split, so
+that in-domain and cross-domain maps of the same letters sit side by side. Models: every
+model except the few-shot ones and the leakage ablation, at its first seed; images at r = R.
+
+Writes `<out>/gradcam/<model folder>/<eval dataset>.json` (the sample's files, true and
+predicted letters, the heat maps) and `.png` (the images and their maps), and the paper's
+overview, `<out>/gradcam/figures/overview.png` (and .pdf), which the report copies. Budget:
+one forward and one block-5 backward pass per image, seconds in all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from study.datasets import open_builder
+from study.core import store
+from study.network import weights as weights_lib
+from study.core.context import Context
+from study.datasets.images import model_input
+from study.core.labels import CANONICAL
+from study.network.model import Block5, VGG16Backbone, head_from_arrays
+from study.core.names import folder, parse
+from study.core.plan import GRADCAM_SEED
+from study.datasets.build import read_index
+from study.core.plots import save, save_figure
+from study.core.units import fingerprint, is_done, mark_done
+
+import matplotlib.pyplot as plt  # noqa: E402  isort:skip  (after study.core.plots: the Agg backend)
+
+VERSION = 1
+SEED = GRADCAM_SEED
+OVERVIEW = 4  # letters per eval set in the paper's overview
+
+
+def sample(ctx: Context) -> tuple[list[int], dict[str, list[int]]]:
+    """The sampled labels (canonical indices, study.core.plan) and, per dataset, the
+    test-split index of one image of each; seeded, the same for every model."""
+    labels, rng = ctx.plan.gradcam_labels()
+    picks = {}
+    for d in ctx.plan.dataset_names:
+        if "test" not in ctx.plan.splits(d):
+            continue
+        y = read_index(open_builder(ctx, d))["test"]["label"]
+        picks[d] = [int(rng.choice(np.flatnonzero(y == c))) for c in labels if (y == c).any()]
+    return labels, picks
+
+
+class _Model:
+    """A model as Grad-CAM needs it: blocks 1-4, block 5 and the head, jitted."""
+
+    def __init__(self, ctx: Context, base: VGG16Backbone, name: str, R: int, seed: int):
+        rec = store.model_record(ctx, name, R, seed)
+        block5 = Block5.of(base)
+        if rec.get("backbone_sha256"):  # a fine-tuned block 5
+            block5.load(store.block5_arrays(ctx, name, R, seed))
+        head = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, name, R, seed), block5.features_dim,
+                                len(CANONICAL), seed)
+        self.fingerprint = rec["fingerprint"]
+        self._run = nnx.jit(_cam)
+        self._parts = (base, block5, head)
+
+    def __call__(self, images, classes):
+        return self._run(*self._parts, jnp.asarray(images), jnp.asarray(classes))
+
+
+def _cam(base, block5, head, images, classes):
+    a = block5.conv_map(base.block4_map(images))
+
+    def logits(a):
+        return head(nnx.max_pool(a, (2, 2), strides=(2, 2), padding="VALID").mean(axis=(1, 2)))
+
+    z = logits(a)
+    masked = jnp.full_like(z, -jnp.inf).at[:, classes].set(z[:, classes])
+    pred = masked.argmax(-1)
+    grads = jax.grad(lambda a: jnp.take_along_axis(logits(a), pred[:, None], 1).sum())(a)
+    cam = jax.nn.relu((grads.mean(axis=(1, 2), keepdims=True) * a).sum(-1))
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    return jnp.where(peak > 0, cam / jnp.where(peak > 0, peak, 1), 0.0), pred
+
+
+def run_stage(ctx: Context) -> list[Path]:
+    """Heat maps and figures of every model on every dataset's test split (see the module doc)."""
+    labels, picks = sample(ctx)
+    root = ctx.out_dir / "gradcam"
+    base = weights_lib.imagenet_backbone(weights_lib.prepared(ctx))
+    images: dict = {}
+
+    def imgs(d: str, R: int) -> tuple[np.ndarray, list[dict]]:
+        if (d, R) not in images:
+            recs = open_builder(ctx, d).as_data_source()["test"].__getitems__(picks[d])
+            images[d, R] = (np.stack([model_input(r["image"], R, R) for r in recs]), recs)
+        return images[d, R]
+
+    written, records = [], {}
+    for name, R, seed in ctx.plan.gradcam_models():
+        m = None
+        for d in picks:
+            out = root / folder(name, R) / f"{d}.json"
+            spec = {"kind": "gradcam", "version": VERSION, "model": store.model_record(ctx, name, R, seed)["fingerprint"],
+                    "features": store.features_fingerprint(ctx, d, "test", R, R), "picks": picks[d], "seed": SEED}
+            if not is_done(out, spec, force=ctx.force):
+                m = m or _Model(ctx, base, name, R, seed)
+                x, recs = imgs(d, R)
+                classes = ctx.plan.shared_classes(name, d)
+                cam, pred = m(x, classes)
+                info = {"model": name, "R": R, "seed": seed, "eval_dataset": d, "in_domain": d in parse(name).sources,
+                        "images": [r["file"].decode() if isinstance(r["file"], bytes) else str(r["file"]) for r in recs],
+                        "true": [CANONICAL[int(r["label"])] for r in recs], "pred": [CANONICAL[int(p)] for p in np.asarray(pred)],
+                        "cams": np.round(np.asarray(cam, np.float64), 4).tolist()}
+                png = out.with_suffix(".png")
+                _figure(x, info, png)
+                mark_done(out, spec, [png], **info)
+                written.append(out)
+            records[name, R, d] = json.loads(out.read_text())
+    if written:
+        ctx.echo(f"grad-cam: {len(written)} heat-map sets written")
+    _overview(ctx, records, imgs, root)
+    return written
+
+
+def _overlay(ax, image, cam, title, ok):
+    ax.imshow(image)
+    h = image.shape[0]
+    ax.imshow(np.asarray(cam), cmap="jet", alpha=0.45, extent=(-0.5, h - 0.5, h - 0.5, -0.5), interpolation="bilinear")
+    ax.set_title(title, fontsize=7, color="green" if ok else "crimson")
+    ax.axis("off")
+
+
+def _figure(x: np.ndarray, info: dict, path: Path) -> None:
+    n = len(x)
+    fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.1), squeeze=False)
+    for i in range(n):
+        t, p = info["true"][i], info["pred"][i]
+        axes[0, i].imshow(x[i])
+        axes[0, i].axis("off")
+        _overlay(axes[1, i], x[i], info["cams"][i], f"{t} -> {p}", t == p)
+    where = "in-domain" if info["in_domain"] else "cross-domain"
+    fig.suptitle(f"{info['model']}@{info['R']} seed {info['seed']} on {info['eval_dataset']} test ({where}): "
+                 "true -> predicted", fontsize=8)
+    fig.tight_layout()
+    save(fig, path, dpi=100)
+    plt.close(fig)
+
+
+def _overview(ctx: Context, records: dict, imgs, root: Path) -> None:
+    """The paper's figure: for each single-dataset model at the lowest resolution that has
+    remedies (else the lowest), and its remedies, OVERVIEW letters in-domain and as many on
+    another dataset."""
+    R = min(ctx.preset.augment.resolutions + ctx.preset.block5.resolutions or ctx.preset.train_resolutions)
+    rows = [(n, d) for n, RR, _ in ctx.plan.gradcam_models() if RR == R and parse(n).kind in ("single", "augmented", "fine-tuned")
+            for d in [parse(n).sources[0]]]
+    rows.sort(key=lambda x: (ctx.plan.dataset_names.index(x[1]), x[0] != x[1]))
+    pairs = []
+    for n, d in rows:
+        other = next((o for o in ctx.plan.dataset_names if o != d and (n, R, o) in records), None)
+        if other and (n, R, d) in records:
+            pairs.append((n, d, other))
+    spec = {"kind": "gradcam-overview", "version": VERSION,
+            "inputs": fingerprint([records[n, R, e]["fingerprint"] for n, d, o in pairs for e in (d, o)])}
+    marker = root / "figures" / "overview.json"
+    if not pairs or is_done(marker, spec, force=ctx.force):
+        return
+    k = OVERVIEW
+    fig, axes = plt.subplots(len(pairs), 2 * k, figsize=(1.25 * 2 * k, 1.45 * len(pairs) + 0.3), squeeze=False)
+    for row, (n, d, o) in enumerate(pairs):
+        for j, e in enumerate((d, o)):
+            rec = records[n, R, e]
+            x, _ = imgs(e, R)
+            for i in range(min(k, len(x))):
+                ax = axes[row, j * k + i]
+                _overlay(ax, x[i], rec["cams"][i], f"{rec['true'][i]} -> {rec['pred'][i]}", rec["true"][i] == rec["pred"][i])
+            axes[row, j * k].text(-0.08, 0.5, f"{n}@{R}\non {e}", transform=axes[row, j * k].transAxes, fontsize=6,
+                                  ha="right", va="center", rotation=90)
+    fig.suptitle(f"Grad-CAM on block 5 (first seed): the same letters in-domain (left) and on another dataset (right); "
+                 "true -> predicted", fontsize=8)
+    fig.tight_layout()
+    files = save_figure(fig, root, "overview")
+    mark_done(marker, spec, files, models=[n for n, _, _ in pairs], R=R)

@@ -1,0 +1,163 @@
+"""Scoring: every model on every dataset's test splits at every degradation r, with intervals.
+
+Across datasets only the labels both have count: test images of other labels are dropped and
+the model's logits are restricted to the shared labels before the arg-max (26 letters plus
+nothing between the Kaggle sets and Lexset). In-domain, the labels are the dataset's own.
+Macro-F1 averages over the labels present in the scored images. Intervals are percentile
+bootstraps over test images; for the mean over seeds the same resamples are applied to every
+seed (a paired bootstrap), so the interval is of the seed-averaged score. Models and
+features are read through study.core.store; a fine-tuned model's features (of its own backbone)
+are computed by the features stage before this one runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from study.core import store
+from study.core.context import Context
+from study.core.labels import CANONICAL
+from study.core.files import write_text_atomic
+from study.network.model import head_from_arrays, predict_logits
+from study.core.names import RANDOM, eval_name, parse
+from study.core.stats import bootstrap_counts, interval
+from study.core.store import eval_path
+from study.core.plan import Evaluation
+from study.core.units import fingerprint, is_done, mark_done
+
+# Bump when scoring changes what it produces, so that existing evaluations count as stale.
+EVAL_VERSION = 1
+
+
+def restricted_predictions(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the images whose label is in `classes`; predict the arg-max over those classes only."""
+    classes = np.asarray(sorted(classes))
+    keep = np.isin(labels_N, classes)
+    pred = classes[np.argmax(logits_NxK[keep][:, classes], axis=1)]
+    return labels_N[keep], pred
+
+
+def macro_f1_weighted(y_true: np.ndarray, y_pred: np.ndarray, w_BxN: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Macro-F1 over `labels` for each row of sample weights (bootstrap counts), vectorised."""
+    tp_ind = (y_true[:, None] == labels) & (y_pred[:, None] == labels)  # N x L
+    fp_ind = (y_pred[:, None] == labels) & (y_true[:, None] != labels)
+    fn_ind = (y_true[:, None] == labels) & (y_pred[:, None] != labels)
+    tp, fp, fn = (w_BxN @ m.astype(np.float64) for m in (tp_ind, fp_ind, fn_ind))
+    denom = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return f1.mean(axis=1)
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, seed: int = 0) -> dict:
+    """Accuracy, macro-F1, their bootstrap intervals, the report and the confusion matrix."""
+    labels = np.unique(y_true)
+    n = len(y_true)
+    acc = float((y_true == y_pred).mean())
+    f1 = float(macro_f1_weighted(y_true, y_pred, np.ones((1, n)), labels)[0])
+    w = bootstrap_counts(n, B, seed)
+    acc_b = (w @ (y_true == y_pred)) / n
+    f1_b = macro_f1_weighted(y_true, y_pred, w, labels)
+    names = [CANONICAL[i] for i in labels]
+    cm_labels = np.unique(np.concatenate([y_true, y_pred]))
+    return {
+        "n": n,
+        "accuracy": acc,
+        "accuracy_ci": interval(acc_b, confidence),
+        "macro_f1": f1,
+        "macro_f1_ci": interval(f1_b, confidence),
+        "report": classification_report(y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0),
+        "report_text": classification_report(y_true, y_pred, labels=labels, target_names=names, zero_division=0, digits=3),
+        "confusion": {"labels": [CANONICAL[i] for i in cm_labels],
+                      "matrix": confusion_matrix(y_true, y_pred, labels=cm_labels).tolist()},
+        "y_true": y_true.tolist(),
+        "y_pred": y_pred.tolist(),
+    }
+
+
+def run_stage(ctx: Context) -> list[dict]:
+    """The `evaluate` command: every evaluation of the plan; `table.csv`."""
+    rows = run_evaluations(ctx, ctx.plan.evaluations())
+    ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
+    return rows
+
+
+def run_folder(ctx: Context) -> list[dict]:
+    """`score`: every scorable model on the folder being scored, under score/<name>/."""
+    return run_evaluations(ctx, ctx.plan.evaluations(store.scorable(ctx), [ctx.scoring]), store.score_dir(ctx, ctx.scoring) / "eval")
+
+
+def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = None) -> list[dict]:
+    """Score each evaluation of `todo` that is not done, results under `root` (default:
+    results/<preset>/eval), and write the table beside it."""
+    root = root or ctx.out_dir / "eval"
+    heads: dict = {}
+    t0 = time.perf_counter()
+    done = 0
+    for train_ds, R, seed, eval_ds, split, r in todo:
+        path = eval_path(root, train_ds, R, seed, eval_ds, split, r)
+        classes = ctx.plan.shared_classes(train_ds, eval_ds)
+        model_rec = store.model_record(ctx, train_ds, R, seed)
+        # A fine-tuned model has its own backbone: it is scored from features of that backbone.
+        wsha = model_rec.get("backbone_sha256")
+        if eval_ds.endswith(RANDOM):
+            test, fps = store.random_split(ctx, eval_ds, R)
+            x, y = test["test"]
+            feats_fp = fingerprint({**fps, "random_split_seed": store.RANDOM_SPLIT_SEED})
+        else:
+            feats_fp = store.features_fingerprint(ctx, eval_ds, split, R, r, weights=wsha)
+        spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_rec["fingerprint"], "features": feats_fp,
+                "classes": classes, "eval": dataclasses.asdict(ctx.preset.eval)}
+        if is_done(path, spec, force=ctx.force):
+            continue
+        if not eval_ds.endswith(RANDOM):
+            x, y, _ = store.load_features(ctx, eval_ds, split, R, r, weights=wsha)
+        key = (train_ds, R, seed)
+        if key not in heads:
+            heads[key] = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, *key), x.shape[1], len(CANONICAL), seed)
+        logits = predict_logits(heads[key], x, len(CANONICAL))
+        y_true, y_pred = restricted_predictions(logits, y, classes)
+        s = score(y_true, y_pred, ctx.preset.eval.bootstrap, ctx.preset.eval.confidence, seed=0)
+        info = {"train_dataset": train_ds, "train_res": R, "seed": seed, "eval_dataset": eval_ds,
+                "split": split, "eval_res": r, "labels": [CANONICAL[i] for i in classes],
+                "in_domain": eval_ds in parse(train_ds).sources}
+        report = path.with_suffix(".txt")
+        write_text_atomic(report, f"{train_ds}@{R} seed {seed} on {eval_ds}/{split} at r={r}\n\n{s['report_text']}")
+        mark_done(path, spec, [report], **info, **s)
+        done += 1
+    if done:
+        ctx.echo(f"evaluations: {done} written in {time.perf_counter() - t0:.1f} s")
+    rows = table_rows(ctx, todo, root)
+    store.write_table(rows, root.parent / "table.csv")
+    return rows
+
+
+def table_rows(ctx: Context, todo: list[Evaluation], root: Path) -> list[dict]:
+    """One row per (train dataset, R, eval dataset/split, r): mean and sd over seeds, paired bootstrap."""
+    groups: dict = {}
+    for train_ds, R, seed, eval_ds, split, r in todo:
+        rec = json.loads(eval_path(root, train_ds, R, seed, eval_ds, split, r).read_text())
+        groups.setdefault((train_ds, R, eval_name(eval_ds, split), r), []).append(rec)
+    rows = []
+    B, conf = ctx.preset.eval.bootstrap, ctx.preset.eval.confidence
+    for (train_ds, R, eval_ds, r), recs in groups.items():
+        n = recs[0]["n"]
+        w = bootstrap_counts(n, B, seed=0)  # the same resamples for every seed: paired
+        correct = np.stack([np.asarray(x["y_true"]) == np.asarray(x["y_pred"]) for x in recs])  # seeds x n
+        acc_b = (w @ correct.T / n).mean(axis=1)
+        acc = np.array([x["accuracy"] for x in recs])
+        f1 = np.array([x["macro_f1"] for x in recs])
+        sd = lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0
+        low, high = interval(acc_b, conf)
+        rows.append({
+            "train_dataset": train_ds, "train_res": R, "eval_dataset": eval_ds, "eval_res": r, "n": n,
+            "accuracy": float(acc.mean()), "accuracy_sd": sd(acc),
+            "accuracy_ci_low": low, "accuracy_ci_high": high,
+            "macro_f1": float(f1.mean()), "macro_f1_sd": sd(f1),
+        })
+    return rows

@@ -1,0 +1,80 @@
+"""`report`: tables, figures and the paper, from result files only. Reads JSON and CSV; never imports jax.
+
+`run_report(out_dir, paper_dir)` reads `results/<preset>/` (table.csv, datasets.json,
+weights.json, the models' histories and the evaluations), checks that every unit the plan
+needs is there (otherwise it lists what is missing and writes nothing), and writes:
+`table.md` and `paper_numbers.json` beside the results; `paper/tables/*.tex`;
+`paper/figures/*.png` and `.pdf`, each by the function of the same name; and
+`paper/paper.md` from `paper_template.md` beside this file, every number filled in from
+those files. The parts: reading and checking (`results`), tables (`tables`), figures
+(`figures`), the paired differences (`differences`) and the paper's numbers and text (`paper`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from study.core.context import Context
+from study.core.files import write_json_atomic, write_text_atomic
+from study.core.units import is_done, listed, mark_done
+from study.stages.report.figures import (accuracy_vs_resolution, cross_domain_confusions, cross_domain_heatmap, effects,
+                                         few_shot, gradcam, per_letter_f1, training_curves)
+from study.stages.report.paper import paper_numbers, paper_text
+from study.stages.report.results import check_complete, open_results
+from study.stages.report.tables import table_latex, table_markdown
+
+# Bump when the report changes what it writes, so that a report of unchanged results is redone.
+REPORT_VERSION = 8
+FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions, few_shot,
+           effects, gradcam)
+
+
+def run_stage(ctx: Context) -> list[Path]:
+    """The `report` command: the paper of `ctx.out_dir`'s results in `ctx.paper_folder`."""
+    return run_report(ctx.out_dir, ctx.paper_folder, ctx.echo)
+
+
+def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> list[Path]:
+    """Write the tables, figures and paper of the results in `out_dir`; nothing if incomplete."""
+    out_dir, paper_dir = Path(out_dir), Path(paper_dir)
+    ctx = open_results(out_dir)
+    rows, separability = check_complete(ctx)
+    info = {"preset": ctx.preset, "prepared": ctx.prepared, "separability": separability}
+    template = (Path(__file__).parent / "paper_template.md").read_text()
+    # The report's inputs, by content: unchanged inputs and present outputs mean nothing to do.
+    h = hashlib.sha256(template.encode())
+    inputs = [out_dir / n for n in ("table.csv", "datasets.json", "weights.json")]
+    inputs += [out_dir / "separability.csv"] if (out_dir / "separability.csv").is_file() else []
+    inputs += sorted((out_dir / "models").glob("*/seed*/history.json")) + sorted((out_dir / "eval").rglob("*.json"))
+    inputs += sorted((out_dir / "gradcam" / "figures").glob("overview.*"))
+    for p in inputs:
+        h.update(p.read_bytes())
+    spec = {"kind": "report", "version": REPORT_VERSION, "inputs": h.hexdigest()}
+    # Done: the same inputs, every file it wrote intact, and those files are where this run
+    # puts them (another --paper-dir is other outputs).
+    outputs = [out_dir / "table.md", out_dir / "paper_numbers.json", paper_dir / "paper.md", paper_dir / "tables" / "comparison.tex"]
+    outputs += [paper_dir / "figures" / f"{f.__name__}.{e}" for f in FIGURES for e in ("png", "pdf")]
+    if is_done(out_dir / "report.json", spec, force=True) and {p.resolve() for p in outputs} <= listed(out_dir / "report.json"):
+        echo(f"report: up to date ({paper_dir / 'paper.md'})")
+        return []
+    written = []
+    write_text_atomic(out_dir / "table.md", table_markdown(rows, info["preset"].eval.confidence, info["separability"]))
+    (paper_dir / "tables").mkdir(parents=True, exist_ok=True)
+    write_text_atomic(paper_dir / "tables" / "comparison.tex", table_latex(rows))
+    written += [out_dir / "table.md", paper_dir / "tables" / "comparison.tex"]
+    written += training_curves(ctx, ctx.plan.models, ctx.preset.seeds, paper_dir)
+    written += accuracy_vs_resolution(ctx, rows, paper_dir)
+    written += cross_domain_heatmap(rows, paper_dir)
+    written += per_letter_f1(ctx, rows, paper_dir)
+    written += cross_domain_confusions(ctx, rows, paper_dir)
+    written += few_shot(ctx, rows, paper_dir)
+    nums = paper_numbers(info, rows, ctx)
+    written += effects(nums["effects"], paper_dir)
+    written += gradcam(ctx, paper_dir)
+    write_json_atomic(out_dir / "paper_numbers.json", nums)
+    write_text_atomic(paper_dir / "paper.md", paper_text(info, rows, nums, template))
+    written += [out_dir / "paper_numbers.json", paper_dir / "paper.md"]
+    mark_done(out_dir / "report.json", spec, written)
+    echo(f"report: {len(written)} files ({out_dir / 'table.md'}, {paper_dir / 'paper.md'}, figures in {paper_dir / 'figures'})")
+    return written

@@ -1,0 +1,67 @@
+"""The report's inputs: a results folder read back, and checked to hold every unit the plan needs.
+
+The preset is the one `prepare` recorded in datasets.json; what the table, the models and the
+diagnostics must hold comes from the same plan the stages computed them by (study.core.plan),
+and every file is found through study.core.store. Reads JSON and CSV only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from study.core import store
+from study.core.config import get_preset
+from study.core.context import Context
+from study.core.errors import MissingResults
+from study.core.names import parse
+
+
+def open_results(out_dir: Path) -> Context:
+    """The context of a results folder, with the preset its datasets were prepared for."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "datasets.json").is_file():
+        raise MissingResults(f"{out_dir}/datasets.json is missing: run prepare")
+    preset = get_preset(json.loads((out_dir / "datasets.json").read_text())["preset"])
+    return Context(preset, data_dir=Path("data"), out_dir=out_dir)
+
+
+def check_complete(ctx: Context) -> tuple[list[dict], list[dict]]:
+    """The table's rows and the separability rows, or MissingResults naming each missing unit."""
+    plan, out_dir = ctx.plan, ctx.out_dir
+    missing = []
+    for n, R, seed in plan.model_seeds:
+        d = store.model_dir(ctx, n, R, seed)
+        if not (d / "unit.json").is_file() or not (d / "history.json").is_file():
+            missing.append(f"model {n}@{R} seed {seed}")
+    rows = store.read_table(out_dir / "table.csv") if (out_dir / "table.csv").is_file() else []
+    have = {(r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]) for r in rows}
+    missing += [f"table row {t}@{R} on {e} at r={r}" for t, R, e, r in plan.table_rows if (t, R, e, r) not in have]
+    separability = store.read_separability(out_dir / "separability.csv")
+    have = {(r["dataset_a"], r["dataset_b"], r["R"], r["r"]) for r in separability}
+    missing += [f"separability of {a} and {b} at R={R}, r={r}" for a, b, R, r in plan.separability_rows
+                if (a, b, R, r) not in have]
+    if not (out_dir / "gradcam" / "figures" / "overview.png").is_file():
+        missing.append(f"the Grad-CAM overview ({out_dir / 'gradcam' / 'figures' / 'overview.png'}, made by evaluate)")
+    if missing:
+        head = "\n  ".join(missing[:30])
+        more = f"\n  ... and {len(missing) - 30} more" if len(missing) > 30 else ""
+        raise MissingResults(f"results in {out_dir} are incomplete; nothing was written. Missing:\n  {head}{more}\n"
+                             f"Run `python -m study.run all --preset {ctx.preset.name}` to complete them.")
+    return rows, separability
+
+
+def cell_evals(ctx: Context, train: str, R: int, eval_ds: str, r: int) -> list[dict]:
+    """A table cell's evaluation records, one per seed (study.core.store.eval_records)."""
+    return store.eval_records(ctx, train, R, eval_ds, r)
+
+
+def kind(row: dict) -> str:
+    """single, multi-source, few-shot, ablation, augmented or fine-tuned: what the row's model was trained on."""
+    return parse(row["train_dataset"]).kind
+
+
+def figure_rows(rows: list[dict]) -> list[dict]:
+    """The models the comparison figures draw: one-dataset and multi-source (few-shot models
+    have their own figure, the ablation its own table)."""
+    return [r for r in rows if kind(r) in ("single", "multi-source")]

@@ -1,0 +1,283 @@
+"""Models trained with optax: heads on cached features, block 5 on cached block-4 maps.
+
+One unit per (model name, resolution R, seed) (names: study.core.names). The loop, with its
+seeded epochs, early stopping, checkpoints every epoch and exact resume, is study.training.fit's.
+Augmented models see each training image as itself or one of its cached augmented views;
+`<dataset>/ft5` models fine-tune block 5 and the head on the cached block-4 maps. Inputs are
+read, and outputs located, through study.core.store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from study.datasets import open_builder
+from study.core import store
+from study.core.config import TrainConfig
+from study.core.context import Context
+from study.core.errors import StaleResultError
+from study.core.labels import CANONICAL
+from study.core.splits import spread_draw
+from study.core.files import write_json_atomic
+from study.core.names import RANDOM, parse
+from study.training.fit import Schedule, fit, fixed_batches, save_npz
+from study.network.model import Block5, Classifier, head_arrays, head_from_arrays, make_head, predict_logits
+from study.core.plots import plot_curves
+from study.core.units import is_done, mark_done
+
+# Bump when training changes what it produces, so that existing heads count as stale.
+# 2: the kept parameters are a copy of the best epoch's (1 kept the last epoch's by aliasing).
+TRAIN_VERSION = 2
+
+
+def new_head(cfg: TrainConfig, in_dim: int, seed: int) -> nnx.Module:
+    return make_head(cfg.head, in_dim, len(CANONICAL), rngs=nnx.Rngs(params=seed, dropout=seed))
+
+
+def _loss_acc(model, x, labels) -> tuple[float, float]:
+    logits = predict_logits(model, x, len(CANONICAL))
+    loss = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), jnp.asarray(labels))
+    return float(loss.mean()), float((logits.argmax(-1) == labels).mean())
+
+
+def train_head(train_x, train_y, val_x, val_y, cfg: TrainConfig, seed: int, workdir: Path,
+               views: list[np.ndarray] = (), log=print, name: str = "") -> tuple[nnx.Module, list[dict]]:
+    """Train one head on features (study.training.fit); with `views`, each training row is shown each
+    epoch as itself or one of its views (augmented or flipped features, row for row).
+    Resumes from `workdir/checkpoint.npz` if a run was interrupted."""
+    model = new_head(cfg, train_x.shape[1], seed)
+    return fit(model, len(train_y), fixed_batches(train_x, train_y, list(views), cfg.batch_size),
+               lambda m: _loss_acc(m, val_x, val_y), Schedule.of(cfg), seed, workdir, log=log, name=name)
+
+
+def train_block5(ctx: Context, dataset: str, R: int, seed: int, workdir: Path) -> tuple[nnx.Module, Block5, list[dict]]:
+    """`<dataset>/ft5`: block 5 (from ImageNet) and the head (from the frozen baseline model of
+    the same dataset, R and seed) fine-tuned together on cached block-4 maps.
+
+    Budget: block 5 is 9% of VGG16's multiply-adds; forward and backward, about 27% of one
+    full forward pass per image and epoch, nothing for blocks 1-4 (cached). Measured on 2
+    cores at 64 px: 220 images/s training, so an epoch of the cpu preset's asl_alphabet
+    (5,883 images) takes 27 s.
+    """
+    from study.network import weights
+
+    cfg = ctx.preset.block5
+    base = parse(dataset).sources[0]
+    backbone = weights.imagenet_backbone(weights.prepared(ctx))
+    block5 = Block5.of(backbone)
+    head = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, base, R, seed), block5.features_dim,
+                            len(CANONICAL), seed)
+    tx, ty = store.load_maps(ctx, base, "train", R)
+    vx, vy = store.load_maps(ctx, base, "validation", R)
+    model = Classifier(block5, head)
+    model, history = fit(model, len(ty), fixed_batches(tx, ty, batch=cfg.batch_size), lambda m: _loss_acc(m, vx, vy),
+                         Schedule.of(cfg), seed, workdir, log=ctx.echo, name=f"{dataset}/ft5@{R} seed {seed}")
+    return model.head, model.backbone, history
+
+
+def _spec(ctx: Context, kind: str, dataset: str, R: int, seed: int, **inputs) -> dict:
+    return {"kind": kind, "version": TRAIN_VERSION, "dataset": dataset, "R": R, "seed": seed, **inputs}
+
+
+def _features(ctx: Context, dataset: str, R: int, splits=("train", "validation")) -> dict[str, str]:
+    return {s: store.features_fingerprint(ctx, dataset, s, R, R) for s in splits}
+
+
+def _image_level_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    """Trained on images: its inputs are the weights and the data."""
+    return _spec(ctx, "finetune", dataset, R, seed, train=dataclasses.asdict(ctx.preset.train),
+                 weights=ctx.weights_record["converted_sha256"], dataset_fingerprint=ctx.dataset_fingerprint(dataset))
+
+
+def _ablation_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    return _spec(ctx, "train", dataset, R, seed, train=dataclasses.asdict(ctx.preset.train),
+                 features=_features(ctx, dataset.removesuffix(RANDOM), R, store.ABLATION_SPLITS),
+                 random_split_seed=store.RANDOM_SPLIT_SEED)
+
+
+def _block5_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    """Block 5 on the block-4 maps, from the baseline model's head."""
+    base = parse(dataset).sources[0]
+    return _spec(ctx, "block5", dataset, R, seed, block5=dataclasses.asdict(ctx.preset.block5), head=ctx.preset.train.head,
+                 maps=_features(ctx, base, R), weights=ctx.weights_record["converted_sha256"],
+                 baseline=store.model_record(ctx, base, R, seed)["fingerprint"])
+
+
+def _augmented_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    """The original features and every augmented view's."""
+    m = parse(dataset)
+    fps = _features(ctx, m.sources[0], R) | {f"train_aug{v}": store.features_fingerprint(ctx, m.sources[0], "train", R, R, view=v)
+                                             for v in range(1, m.views + 1)}
+    return _spec(ctx, "train", dataset, R, seed, train=dataclasses.asdict(ctx.preset.train), features=fps)
+
+
+def _combined_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    """Multi-source and few-shot: several datasets' features, shared labels."""
+    m = parse(dataset)
+    fps = {f"{d}/{s}": fp for d in m.sources for s, fp in _features(ctx, d, R).items()}
+    if m.target:
+        fps[f"{m.target}/train"] = store.features_fingerprint(ctx, m.target, "train", R, R)
+    return _spec(ctx, "train", dataset, R, seed, train=dataclasses.asdict(ctx.preset.train), features=fps,
+                 classes=ctx.plan.classes(dataset))
+
+
+def _single_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    fps = _features(ctx, dataset, R)
+    if ctx.preset.train.flip:
+        fps["train_flip"] = store.features_fingerprint(ctx, dataset, "train", R, R, True)
+    return _spec(ctx, "train", dataset, R, seed, train=dataclasses.asdict(ctx.preset.train), features=fps)
+
+
+def _shared(ctx: Context, dataset: str, split: str, R: int, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A split's cached features, only the rows whose label is in `classes`."""
+    x, y, _ = store.load_features(ctx, dataset, split, R, R)
+    keep = np.isin(y, classes)
+    return x[keep], y[keep]
+
+
+def combined_data(ctx: Context, name: str, R: int, seed: int) -> tuple[tuple, tuple, dict | None]:
+    """Training and validation data of a multi-source or few-shot model, and the few-shot draw.
+
+    Multi-source: the union of the sources' training (and validation) splits, labels
+    restricted to those every source has. Few-shot: the source's training split plus k images
+    per label of the target's training split, drawn per seed and spread over the target's
+    recording (study.core.splits.spread_draw); validation is the source's alone (a user
+    with k photos per letter has no validation set of the target). Budget: no forward pass,
+    only the head, a few seconds on 2 cores.
+    """
+    from study.datasets.build import read_index
+
+    m = parse(name)
+    classes = ctx.plan.classes(name)
+    train = [_shared(ctx, d, "train", R, classes) for d in m.sources]
+    val = [_shared(ctx, d, "validation", R, classes) for d in m.sources]
+    draw = None
+    if m.target:
+        x, y, _ = store.load_features(ctx, m.target, "train", R, R)
+        index = read_index(open_builder(ctx, m.target))["train"]
+        if not np.array_equal(index["label"], y):
+            raise StaleResultError(f"{m.target}/train: cached features and the prepared dataset disagree; run features with --force")
+        eligible = np.flatnonzero(np.isin(y, classes))
+        picked = eligible[spread_draw(y[eligible], index["frame"][eligible], m.k, seed)]
+        train.append((x[picked], y[picked]))
+        per_label = {CANONICAL[c]: int((y[picked] == c).sum()) for c in classes}
+        draw = {"target": m.target, "k": m.k, "seed": seed, "images": len(picked), "per_label": per_label,
+                "short": {c: n for c, n in per_label.items() if n < m.k},  # labels with fewer than k images
+                "files": [str(index["file"][i]) for i in picked], "frames": [int(index["frame"][i]) for i in picked]}
+    cat = lambda parts: (np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+    return cat(train), cat(val), draw
+
+
+# A trainer: (context, model name, R, seed, its folder) -> (head, fine-tuned block 5 or None, history).
+Trained = tuple[nnx.Module, "Block5 | None", list[dict]]
+
+
+def _train_single(ctx: Context, dataset: str, R: int, seed: int, d: Path) -> Trained:
+    """A single dataset, with its augmented (or flipped) views if any."""
+    m = parse(dataset)
+    base = m.sources[0]
+    tx, ty, _ = store.load_features(ctx, base, "train", R, R)
+    vx, vy, _ = store.load_features(ctx, base, "validation", R, R)
+    views = [store.load_features(ctx, base, "train", R, R, view=v)[0] for v in range(1, m.views + 1)]
+    views += [store.load_features(ctx, base, "train", R, R, True)[0]] if ctx.preset.train.flip and not m.views else []
+    head, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, views, ctx.echo, _title(dataset, R, seed))
+    return head, None, history
+
+
+def _train_combined(ctx: Context, dataset: str, R: int, seed: int, d: Path) -> Trained:
+    """Multi-source and few-shot models; a few-shot model's draw is saved beside it."""
+    (tx, ty), (vx, vy), draw = combined_data(ctx, dataset, R, seed)
+    if draw is not None:
+        write_json_atomic(d / "draw.json", draw)
+    head, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, (), ctx.echo, _title(dataset, R, seed))
+    return head, None, history
+
+
+def _train_ablation(ctx: Context, dataset: str, R: int, seed: int, d: Path) -> Trained:
+    parts, _ = store.random_split(ctx, dataset, R)
+    (tx, ty), (vx, vy) = parts["train"], parts["validation"]
+    head, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, (), ctx.echo, _title(dataset, R, seed))
+    return head, None, history
+
+
+def _title(dataset: str, R: int, seed: int) -> str:
+    return f"{dataset}@{R} seed {seed}"
+
+
+def _finetune(ctx: Context, dataset: str, R: int, seed: int, workdir: Path) -> Trained:
+    """The image-level mode: block 5 and a head fine-tuned on images (study.training.finetune)."""
+    from study.training import finetune
+    from study.network import weights
+
+    backbone = weights.imagenet_backbone(weights.prepared(ctx))
+    head = new_head(ctx.preset.train, backbone.features_dim, seed)
+    source = open_builder(ctx, dataset).as_data_source()
+    model, history = finetune.finetune(Classifier(backbone, head), source["train"], source["validation"], R,
+                                       ctx.preset.train, seed, workdir, ctx.echo)
+    return model.head, Block5.of(model.backbone), history
+
+
+# Each kind of model (study.core.names.Model.kind; "image-level" for the preset mode that
+# fine-tunes on images): what its unit depends on, and how it is trained.
+KINDS: dict[str, tuple] = {
+    "single": (_single_spec, _train_single),
+    "augmented": (_augmented_spec, _train_single),
+    "multi-source": (_combined_spec, _train_combined),
+    "few-shot": (_combined_spec, _train_combined),
+    "ablation": (_ablation_spec, _train_ablation),
+    "fine-tuned": (_block5_spec, train_block5),
+    "image-level": (_image_level_spec, _finetune),
+}
+
+
+def kind(ctx: Context, dataset: str) -> str:
+    return "image-level" if ctx.preset.train.finetune else parse(dataset).kind
+
+
+def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    """Everything a trained model depends on: its config and the fingerprints of its inputs."""
+    return KINDS[kind(ctx, dataset)][0](ctx, dataset, R, seed)
+
+
+def run_stage(ctx: Context) -> None:
+    """Train every model of the plan that is not done (or whose files are damaged)."""
+    for name in ctx.plan.skipped:
+        ctx.echo(f"{name}: skipped, its datasets share no label")
+    for dataset, R, seed in ctx.plan.model_seeds:
+        d = store.model_dir(ctx, dataset, R, seed)
+        spec = unit_spec(ctx, dataset, R, seed)
+        if is_done(d / "unit.json", spec, force=ctx.force):
+            continue
+        if (d / "unit.json").exists():  # stale (with --force) or damaged: start over
+            shutil.rmtree(d)
+        d.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        name = _title(dataset, R, seed)
+        extra = {}
+        model, block5, history = KINDS[kind(ctx, dataset)][1](ctx, dataset, R, seed, d)
+        if block5 is not None:  # a fine-tuned block 5 is saved beside the head; the backbone is named by its sha256
+            from study.network import weights
+
+            layers = block5.arrays()
+            save_npz(d / "block5.npz", {f"{p}_{i}": a for i, ka in layers.items() for p, a in zip(("kernel", "bias"), ka)})
+            tuned = weights.with_layers(weights.prepared(ctx), layers, f"block 5 fine-tuned ({dataset}@{R} seed {seed})")
+            extra["backbone_sha256"] = tuned.sha256()
+        save_npz(d / "head.npz", head_arrays(model))
+        best = min(history, key=lambda h: h["val_loss"])
+        write_json_atomic(d / "history.json", {"model": name, "history": history, "best_epoch": best["epoch"]})
+        plot_curves(history, d / "curves.png", title=name)
+        files = [d / "head.npz", d / "history.json", d / "curves.png"] + ([d / "block5.npz"] if block5 is not None else [])
+        files += [d / "draw.json"] if (d / "draw.json").is_file() else []
+        mark_done(d / "unit.json", spec, files, epochs=len(history), best_epoch=best["epoch"],
+                  val_accuracy=best["val_accuracy"], seconds=round(time.perf_counter() - t0, 2), **extra)
+        (d / "checkpoint.npz").unlink(missing_ok=True)
+        ctx.echo(f"trained {name}: {len(history)} epochs, best {best['epoch']} "
+                 f"(validation accuracy {best['val_accuracy']:.3f})")

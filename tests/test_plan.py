@@ -1,0 +1,99 @@
+"""The plan of the work (study.core.plan): which units, models, evaluations and diagnostics a
+preset needs on the datasets prepared; pure, so checked on summaries alone and against the
+committed study of record."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from conftest import REPO
+from study.core.config import CPU, SMOKE
+from study.core.labels import CANONICAL
+from study.core.plan import Evaluation, Plan, Unit
+from study.core.store import read_separability, read_table
+
+LETTERS = list(CANONICAL)
+
+
+def summary(splits: dict[str, list[str]]) -> dict:
+    """A dataset as datasets.json describes it: per split, its images and count per class."""
+    return {"splits": {s: {"images": 10 * len(c), "per_class": {x: 10 for x in c}} for s, c in splits.items()}}
+
+
+def two_datasets() -> dict:
+    return {"asl_alphabet": summary({"train": LETTERS, "validation": LETTERS, "test": LETTERS, "kaggle_test": LETTERS[:28]}),
+            "asl_photos": summary({"train": LETTERS[:27], "validation": LETTERS[:27], "test": LETTERS[:27]})}
+
+
+def test_feature_units_training_splits_views_then_test_splits_at_every_r():
+    plan = Plan(CPU, two_datasets())
+    units = plan.feature_units
+    assert units[:6] == [Unit("asl_alphabet", "train", 64, 64)] + [Unit("asl_alphabet", "train", 64, 64, view=v) for v in (1, 2, 3, 4)] \
+        + [Unit("asl_alphabet", "validation", 64, 64)]
+    assert Unit("asl_alphabet", "kaggle_test", 64, 16) in units and Unit("asl_photos", "kaggle_test", 64, 64) not in units
+    # augmented views only at the resolutions the preset augments; every r <= R for test splits
+    assert not [u for u in units if u.view and u.R != 64]
+    assert sorted({u.r for u in units if u.split == "test" and u.R == 128}) == [16, 32, 64, 128]
+    assert len(units) == len(set(units))
+    image_level = dataclasses.replace(CPU, train=dataclasses.replace(CPU.train, finetune=True))
+    assert Plan(image_level, two_datasets()).feature_units == []
+
+
+def test_models_and_their_evaluations():
+    plan = Plan(CPU, two_datasets())
+    names = [n for n, R in plan.models if R == 64]
+    assert names[:3] == ["asl_alphabet", "asl_photos", "asl_alphabet+asl_photos"]
+    assert "asl_alphabet/aug4" in names and "asl_photos/ft5" in names and "asl_alphabet+random" in names
+    assert len(plan.model_seeds) == len(plan.models) * len(CPU.seeds)
+    evals = plan.evaluations()
+    # a few-shot model is scored on its target only; the ablation on its own random split at R
+    shot = [e for e in evals if e.model == "asl_alphabet+5shot(asl_photos)" and e.R == 64 and e.seed == 0]
+    assert {e.dataset for e in shot} == {"asl_photos"} and [e.r for e in shot] == [64, 32, 16]
+    assert [e for e in evals if e.model == "asl_alphabet+random" and e.seed == 0 and e.R == 64] == \
+        [Evaluation("asl_alphabet+random", 64, 0, "asl_alphabet+random", "test", 64)]
+    # fine-tuned models need features of their own backbone; the plan lists their evaluations
+    tuned = plan.finetuned_evaluations()
+    assert {e.model for e in tuned} == {"asl_alphabet/ft5", "asl_photos/ft5"} and {e.R for e in tuned} == {64}
+    assert plan.shared_classes("asl_alphabet", "asl_photos") == list(range(27))
+    assert plan.classes("asl_alphabet+asl_photos") == list(range(27))
+
+
+def test_a_folder_is_scored_by_every_model_but_few_shot_and_ablation():
+    datasets = two_datasets() | {"my_photos": summary({"test": ["A", "B", "Y"]})}
+    plan = Plan(CPU, datasets)
+    assert "my_photos" not in plan.dataset_names  # not a dataset of the preset
+    assert plan.folder_units("my_photos") == [Unit("my_photos", "test", R, r) for R in (64, 128) for r in CPU.eval_resolutions_for(R)]
+    scorable = plan.scorable()
+    assert not [n for n, _, _ in scorable if "shot(" in n or n.endswith("+random")]
+    evals = plan.evaluations(scorable, ["my_photos"])
+    assert {e.dataset for e in evals} == {"my_photos"}
+    assert len(evals) == sum(len(CPU.eval_resolutions_for(R)) for _, R, _ in scorable)  # every r <= R
+
+
+def test_separability_pairs_and_the_gradcam_sample():
+    plan = Plan(SMOKE, two_datasets())
+    assert [(a, b) for a, b, _ in plan.separability_pairs] == [("asl_alphabet", "asl_photos")]
+    assert plan.separability_rows == [("asl_alphabet", "asl_photos", 32, 32), ("asl_alphabet", "asl_photos", 32, 16)]
+    labels, rng = plan.gradcam_labels()
+    again, _ = plan.gradcam_labels()
+    assert labels == again and len(labels) == 6 and set(labels) <= set(range(27))
+    assert rng.integers(1 << 30) == Plan(SMOKE, two_datasets()).gradcam_labels()[1].integers(1 << 30)
+    assert {m[0] for m in plan.gradcam_models()} == {n for n, _ in plan.models if "shot(" not in n and "random" not in n}
+
+
+@pytest.mark.parametrize("what", ["table", "separability"])
+def test_the_plan_is_the_committed_study_of_record(what):
+    """The plan of the cpu preset on its committed datasets.json lists exactly the rows of the
+    committed table.csv and separability.csv, in their order."""
+    out = REPO / "results" / "cpu"
+    prepared = json.loads((out / "datasets.json").read_text())
+    plan = Plan(CPU, prepared["datasets"])
+    if what == "table":
+        rows = read_table(out / "table.csv")
+        assert [(r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]) for r in rows] == plan.table_rows
+    else:
+        rows = read_separability(out / "separability.csv")
+        assert [(r["dataset_a"], r["dataset_b"], r["R"], r["r"]) for r in rows] == plan.separability_rows
