@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -49,7 +50,7 @@ COMMANDS: dict[str, Command] = {
     "report": Command("tables, figures and the paper from the result files", (f"{_STAGES}.report:run_stage",)),
     "score": Command("score every trained model on a class-per-folder photo set (--folder)",
                      (f"{_STAGES}.score:prepare_folder", f"{_STAGES}.features:run_folder",
-                      f"{_STAGES}.evaluate:run_folder", f"{_STAGES}.score:print_table")),
+                      f"{_STAGES}.evaluate:run_folder", f"{_STAGES}.score:report_folder")),
     "bench": Command("time the features: matrix multiply, each convolution path, input pipeline, end to end",
                      (f"{_STAGES}.bench:run_stage",)),
 }
@@ -126,8 +127,8 @@ def _start_processes(args: argparse.Namespace) -> bool:
     processes = getattr(args, "processes", 1)
     if processes == 1:
         return True
-    if processes < 1 or not args.coordinator:
-        raise ConfigError("--processes N needs N >= 1 and --coordinator HOST:PORT (process 0's)")
+    if not args.coordinator:
+        raise ConfigError("--processes N needs --coordinator HOST:PORT (process 0's)")
     from study.extraction import distributed
 
     distributed.initialize(args.coordinator, processes, args.process_id)
@@ -152,8 +153,24 @@ def context(args: argparse.Namespace):
         paper_dir=Path(args.paper_dir) if args.paper_dir else None,
         folder=Path(args.folder) if getattr(args, "folder", None) else None,
         folder_name=getattr(args, "name", None),
+        folder_labels_only=getattr(args, "folder_labels_only", False),
         bench_images=getattr(args, "images", 512),
     )
+
+
+def _count(least: int):
+    """An argparse type: a whole number of at least `least` (argparse says so and exits 2 otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or n < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {least}, got {text!r}")
+        return n
+
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -165,14 +182,17 @@ def parser() -> argparse.ArgumentParser:
         if name == "score":
             s.add_argument("--folder", required=True, help="<dir>/<class>/<image> or <dir>/<split>/<class>/<image>")
             s.add_argument("--name", help="name of the results folder (default: the folder's name)")
+            s.add_argument("--folder-labels-only", action="store_true",
+                           help="the models choose among the folder's labels only, not every label they know (the "
+                                "cross-domain protocol's rule: for a set known to cover exactly its labels)")
         if name == "features":
-            s.add_argument("--processes", type=int, default=1,
+            s.add_argument("--processes", type=_count(1), default=1,
                            help="compute the features in this many processes (one per host or GPU), started "
                                 "once each with its --process-id and the same --coordinator (study.extraction.distributed)")
             s.add_argument("--process-id", type=int, default=0, help="this process's index, 0 .. --processes - 1")
             s.add_argument("--coordinator", help="HOST:PORT of process 0, where the processes meet")
         if name == "bench":
-            s.add_argument("--images", type=int, default=512,
+            s.add_argument("--images", type=_count(1), default=512,
                            help="training images per resolution for the pipeline and end-to-end timings (default: 512)")
         s.add_argument("--preset", default=RECORD, help=f"one of: {', '.join(PRESETS)} (default: {RECORD}, the study of record)")
         s.add_argument("--data-dir", help="folder holding asl-alphabet/, synthetic-asl-alphabet/, "
@@ -191,7 +211,7 @@ def parser() -> argparse.ArgumentParser:
                        help="only this model resolution of the preset (repeatable)")
         s.add_argument("--paper-dir", help=f"where the paper, figures and tables go (default: paper/ for the {RECORD} "
                        f"preset in results/{RECORD}, the study of record; <out>/paper otherwise)")
-        s.add_argument("--workers", type=int,
+        s.add_argument("--workers", type=_count(0),
                        help="processes decoding images for the features pass (default: 0 on a CPU, else one per core "
                             "up to 8); the features are the same whatever the number")
         s.add_argument("--force", action="store_true",
@@ -205,19 +225,41 @@ def main(argv: list[str] | None = None) -> int:
         ctx = context(args)  # an unknown preset, dataset or resolution stops here, before any library loads
         _tune_allocator()
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        # JAX logs at INFO each platform it looks for and does not find ("Unable to initialize
+        # backend 'tpu'") on every run: not news to anyone running the study.
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
         if args.command != "report":  # the report never imports jax
             _configure_jax()
         _quiet_libraries()
         from study.core.files import held
 
         lead = _start_processes(args)
+        if lead:
+            _check_writable(ctx.out_dir, "--out")
         lock = held(ctx.out_dir / ".run.lock", f"the results folder {ctx.out_dir}", ctx.echo, wait=False)
         with lock if lead else contextlib.nullcontext():  # a group of processes: process 0 holds it
             run(ctx, args.command)
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every unit is written atomically and marked last: nothing half-done counts
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Refuse, before any work, a results folder that is a file or cannot be written."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{option} {folder} cannot be made ({e.strerror})") from None
+    try:  # a file made and dropped: the one test that holds for root and every file system
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ConfigError(f"{option} {folder} is not writable ({e.strerror})") from None
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def _markers(tmp: Path) -> dict[str, int]:
     return {str(f.relative_to(tmp)): f.stat().st_mtime_ns for f in found}
 
 
-@pytest.mark.parametrize("kind", ["features", "maps", "head", "evaluation", "figure", "grad-cam"])
+@pytest.mark.parametrize("kind", ["features", "maps", "head", "evaluation", "evaluation marker", "figure", "grad-cam"])
 def test_a_damaged_artefact_is_redone_and_nothing_else(smoke, kind):
     """A marker whose files are missing or changed is not done: the next run redoes exactly
     that unit (its outputs come back identical: the computation is deterministic)."""
@@ -193,12 +193,15 @@ def test_a_damaged_artefact_is_redone_and_nothing_else(smoke, kind):
         "head": lambda: (store.model_dir(ctx, "asl_photos", 32, 0) / "head.npz", store.model_dir(ctx, "asl_photos", 32, 0) / "unit.json"),
         "evaluation": lambda: (p["out"] / "eval/asl_photos@32/seed0/asl_alphabet.test.r16.txt",
                                p["out"] / "eval/asl_photos@32/seed0/asl_alphabet.test.r16.json"),
+        "evaluation marker": lambda: (p["out"] / "eval/asl_photos@32/seed0/asl_alphabet.test.r16.json",) * 2,
         "figure": lambda: (p["paper"] / "figures" / "per_letter_f1.png", p["out"] / "report.json"),
     }[kind]()
     original = victim.read_bytes()
     before = _markers(smoke)
     if kind == "head":
         victim.write_bytes(original[:-10] + b"0123456789")  # same size, other bytes
+    elif kind == "evaluation marker":
+        victim.write_bytes(b"\x00garbage")  # a marker that is not JSON: named, and its unit redone
     else:
         victim.unlink()
     assert run.main(args(smoke)) == 0

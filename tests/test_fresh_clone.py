@@ -3,13 +3,17 @@ flags says what to download; `score` with the committed `cpu` models scores real
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from conftest import clone, git_status, in_clone
+from conftest import REPO, clone, git_status, in_clone
 
 
 pytestmark = pytest.mark.slow  # minutes: the command line in a clone, or prepare on the real images
@@ -56,3 +60,14 @@ def test_score_with_the_committed_cpu_models_needs_no_dataset(repo, shared_data,
     assert json.loads((out / "dataset.json").read_text())["splits"]["test"]["images"] == len(letters)
     assert "asl_photos@128" in proc.stdout and "accuracy" in proc.stdout
     assert git_status(repo, untracked="no") == ""  # no tracked file changed: the record stands
+    # The README's Python example, run in the clone on one of the photos: score's letter for it.
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("<!-- api-example -->\n```python\n", 1)[1].split("```\n<!-- /api-example -->", 1)[0]
+    photo = sorted(photos.rglob("*.jpg"))[0]
+    code = example.replace("path/to/photo.jpg", str(photo))
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONSAFEPATH="1")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    letter = ast.literal_eval(shown.stdout.splitlines()[0])
+    preds = {p["file"]: p for p in csv.DictReader(open(out / "predictions.csv"))}
+    assert letter == [preds[str(photo.relative_to(photos))]["asl_photos@64 seed 0"]]

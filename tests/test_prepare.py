@@ -117,3 +117,16 @@ def test_smoke_generates_its_data_only_when_absent(tmp_path):
     mtime = marker.stat().st_mtime_ns
     assert prepare(tmp_path) == 0
     assert marker.stat().st_mtime_ns == mtime
+
+
+def test_prepare_again_changes_no_file_whose_content_is_the_same(smoke):
+    """Run again with the same data and weights, prepare rewrites neither summary, even where
+    the code's commit differs: a README command leaves the committed record's files alone."""
+    files = [smoke / "out" / name for name in ("datasets.json", "weights.json")]
+    for f in files:
+        doc = json.loads(f.read_text())
+        doc["provenance"]["git"] = {"commit": "an older commit", "dirty": False}
+        f.write_text(json.dumps(doc))
+    before = [f.read_bytes() for f in files]
+    assert prepare(smoke) == 0
+    assert [f.read_bytes() for f in files] == before

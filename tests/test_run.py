@@ -63,3 +63,30 @@ def test_a_bug_inside_a_stage_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "run_stage", bug)
     with pytest.raises(KeyError, match="no such key"):
         run.main(argv(tmp_path))
+
+
+@pytest.mark.parametrize("option", [["--workers", "-3"], ["--workers", "two"]])
+def test_a_bad_number_is_refused_in_one_line_with_exit_status_2(option, capsys):
+    with pytest.raises(SystemExit) as e:
+        run.main(["features", *option])
+    assert e.value.code == 2
+    assert "expected a whole number of at least 0" in capsys.readouterr().err
+
+
+def test_an_out_folder_that_cannot_hold_results_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    assert run.main(["report", "--preset", "smoke", "--out", str(tmp_path / "a_file")]) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'a_file'} is a file, not a folder\n"
+    assert run.main(["report", "--preset", "smoke", "--out", "/sys/kernel"]) == 2  # not writable, even for root
+    assert "error: --out /sys/kernel is not writable" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    from study.stages import train
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "run_stage", interrupted)
+    assert run.main(argv(tmp_path)) == 130
+    assert capsys.readouterr().err == "interrupted; run the same command again to resume\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 
 from smoke import args, layout
 from study import run
+from study.core.labels import CANONICAL
 
 pytestmark = pytest.mark.slow  # every test here uses the smoke run
 
@@ -83,6 +86,19 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     # Lexset has no del/space: those photos are not scored against its model.
     lex = [r for r in rows if r["train_dataset"] == "synthetic_asl_alphabet"][0]
     assert int(lex["n"]) == ds["splits"]["test"]["images"] - ds["splits"]["test"]["per_class"]["del"] - ds["splits"]["test"]["per_class"]["space"]
+    # one row per photo: its letter, and each model's (every seed, r = R) predicted letter and probability
+    preds = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(preds) == ds["splits"]["test"]["images"] and len({p["file"] for p in preds}) == len(preds)
+    assert "A/A0.jpg" in {p["file"] for p in preds} and "asl_photos@32 seed 0" in preds[0]
+    assert all(p["asl_photos@32 seed 0"] in CANONICAL and 0 < float(p["asl_photos@32 seed 0 p"]) <= 1 for p in preds)
+    lex_del = [p for p in preds if p["label"] == "del"]
+    assert lex_del and all(p["synthetic_asl_alphabet@32 seed 0"] == "" for p in lex_del)  # not scored: unknown letter
+    skipped_csv = {r["file"]: r["reason"] for r in csv.DictReader(open(out / "skipped.csv"))}
+    assert skipped_csv == skipped
+    # every file written is named, and which letters the models choose among
+    for name in ("predictions.csv", "table.csv", "skipped.csv", "dataset.json"):
+        assert str(out / name) in printed, name
+    assert "the models choose among every label they know" in printed
 
 
 def test_score_refuses_a_folder_without_class_folders(smoke, tmp_path, capsys):
@@ -90,3 +106,101 @@ def test_score_refuses_a_folder_without_class_folders(smoke, tmp_path, capsys):
     (tmp_path / "x" / "holiday" / "a.jpg").write_bytes(b"x")
     assert run.main(args(smoke, "score", "--folder", str(tmp_path / "x"))) == 2
     assert "no recognisable class folders" in capsys.readouterr().err
+
+
+def test_a_folder_of_one_letter_is_not_a_perfect_score(smoke, tmp_path, capsys):
+    """The models choose among every letter they know: three photos of Y score what the models
+    say of them, not 1.000 (choosing among the folder's one letter always would). With
+    --folder-labels-only a folder of two letters is scored on those two alone."""
+    from study.datasets import fake
+
+    full = tmp_path / "all"
+    fake.write_asl_folder(full, split_dir=None, per_class=3, seed=5)
+    one = tmp_path / "only_y"
+    shutil.copytree(full / "Y", one / "Y")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run.main(args(smoke, "score", "--folder", str(one))) == 0
+    assert not [w for w in caught if "sklearn" in w.filename], [str(w.message) for w in caught]  # none reach the user
+    printed = capsys.readouterr().out
+    out = layout(smoke)["out"] / "score" / "only_y"
+    rows = list(csv.DictReader(open(out / "table.csv")))
+    assert {r["n"] for r in rows} == {"3"} and min(float(r["accuracy"]) for r in rows) < 1
+    e = json.loads((out / "eval/asl_photos@32/seed0/only_y.test.r16.json").read_text())
+    assert len(e["choose_from"]) == 29 and e["labels"] == ["Y"]  # scored on Y, choosing among all it knows
+    assert "choose among every label they know" in printed
+    two = tmp_path / "two"
+    for c in ("A", "B"):
+        shutil.copytree(full / c, two / c)
+    assert run.main(args(smoke, "score", "--folder", str(two), "--folder-labels-only")) == 0
+    assert "the folder's 2 labels only" in capsys.readouterr().out
+    preds = list(csv.DictReader(open(layout(smoke)["out"] / "score" / "two" / "predictions.csv")))
+    assert {p["asl_photos@32 seed 0"] for p in preds} <= {"A", "B"}
+
+
+def test_name_must_be_a_plain_name(smoke, tmp_path, capsys):
+    from study.datasets import fake
+
+    fake.write_asl_folder(tmp_path / "photos", split_dir=None, per_class=1, seed=1)
+    for bad in ("../../../escaped", "a/b", "Mine!"):
+        assert run.main(args(smoke, "score", "--folder", str(tmp_path / "photos"), "--name", bad)) == 2
+        assert f"--name {bad!r}: a plain name" in capsys.readouterr().err
+    assert not (smoke / "escaped").exists() and not (smoke.parent / "escaped").exists()
+
+
+def test_a_folder_without_a_usable_image_is_refused_in_one_line_and_leaves_nothing(smoke, tmp_path, capsys):
+    tfds_dir = layout(smoke)["tfds"]
+    datasets = lambda: sorted(p.relative_to(tfds_dir) for p in tfds_dir.rglob("*") if ".locks" not in p.parts)
+    before = datasets()
+    (tmp_path / "empty").mkdir()
+    assert run.main(args(smoke, "score", "--folder", str(tmp_path / "empty"))) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'empty'} holds no files")
+    bad = tmp_path / "bad"
+    (bad / "A").mkdir(parents=True)
+    (bad / "A" / "notes.txt").write_text("not a photo")
+    (bad / "A" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    assert run.main(args(smoke, "score", "--folder", str(bad))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no usable image" in err and "A/notes.txt: not an image file" in err
+    assert "A/broken.jpg: corrupt image" in err or "A/broken.jpg: not a readable image" in err
+    assert datasets() == before  # no empty dataset folder left behind
+
+
+def test_links_that_loop_and_names_that_are_not_utf8_are_skipped_with_a_reason(smoke, tmp_path):
+    import os
+
+    from study.datasets import fake
+
+    photos = tmp_path / "odd"
+    fake.write_asl_folder(photos, split_dir=None, per_class=1, seed=3)
+    (photos / "B" / "loop.jpg").symlink_to(photos / "B" / "loop.jpg")
+    with open(os.path.join(os.fsencode(photos / "C"), b"caf\xe9.jpg"), "wb") as f:
+        f.write((photos / "A" / "A0.jpg").read_bytes())
+    assert run.main(args(smoke, "score", "--folder", str(photos))) == 0
+    skipped = {r["file"]: r["reason"] for r in csv.DictReader(open(layout(smoke)["out"] / "score" / "odd" / "skipped.csv"))}
+    assert skipped["B/loop.jpg"].startswith("broken link, or a link that loops")
+    assert skipped["C/caf\\xe9.jpg"].startswith("file name is not valid UTF-8")
+
+
+def test_a_folder_is_its_path_and_its_photos_not_its_name(smoke, tmp_path, capsys):
+    """Two folders of one name never share a prepared dataset or results; a photo added to a
+    folder gets it scored again without --force, its old scores replaced."""
+    from study.datasets import fake
+
+    photos = tmp_path / "mine" / "photos"
+    fake.write_asl_folder(photos, split_dir=None, per_class=1, seed=2)
+    assert run.main(args(smoke, "score", "--folder", str(photos))) == 0
+    out = layout(smoke)["out"] / "score" / "photos"
+    n = int(list(csv.DictReader(open(out / "table.csv")))[0]["n"])
+    other = tmp_path / "other" / "photos"
+    shutil.copytree(photos, other)
+    capsys.readouterr()
+    assert run.main(args(smoke, "score", "--folder", str(other))) == 2
+    assert "holds the scores of another folder" in capsys.readouterr().err
+    assert run.main(args(smoke, "score", "--folder", str(other), "--name", "other_photos")) == 0
+    assert (layout(smoke)["out"] / "score" / "other_photos" / "table.csv").is_file()
+    shutil.copy(photos / "A" / "A0.jpg", photos / "A" / "A_new.jpg")
+    assert run.main(args(smoke, "score", "--folder", str(photos))) == 0
+    assert "its old scores" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out / "table.csv")))
+    assert {int(r["n"]) for r in rows if r["train_dataset"] == "asl_photos"} == {n + 1}

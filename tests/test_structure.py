@@ -12,7 +12,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "study"
 # Each folder of study/ and the folders it may import besides itself. `run` is the command
-# line (study/run.py), above everything.
+# line (study/run.py), above everything; `api` (study/api.py) is a trained model in Python.
 ALLOWED = {
     "core": set(),
     "datasets": {"core"},
@@ -22,6 +22,7 @@ ALLOWED = {
     "diagnostics": {"core", "datasets", "network", "training", "extraction"},
     "stages": {"core", "datasets", "network", "training", "extraction", "diagnostics"},
     "run": {"core", "datasets", "network", "training", "extraction", "diagnostics", "stages"},
+    "api": {"core", "datasets", "network", "extraction"},
 }
 # Libraries that the pure core, and the report (which reads files only), never import.
 HEAVY = {"jax", "flax", "optax", "tensorflow_datasets", "grain", "dm_pix", "sklearn", "array_record"}

@@ -44,6 +44,8 @@ class Context:
     # `score`: the folder of photos and the name of its results folder (default: the folder's).
     folder: Path | None = None
     folder_name: str | None = None
+    # `score`: the models choose among the folder's labels only, not every label they know.
+    folder_labels_only: bool = False
     # `bench`: training images per resolution for the pipeline and end-to-end timings.
     bench_images: int = 512
 

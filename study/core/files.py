@@ -36,13 +36,16 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and a rename."""
+    """Write `data` to `path` via a temporary file in the same folder and a rename. The file
+    gets the mode `open()` would give it (0666 less the umask): mkstemp's private 0600 would
+    keep a results folder or cache shared between users or hosts from being read."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,8 +71,30 @@ def read_csv(path: Path, ints: tuple[str, ...] = (), floats: tuple[str, ...] = (
     return rows
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back: there is no other portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_json_unless_same(path: Path, obj: dict[str, Any], ignore: tuple[str, ...] = ("provenance",)) -> bool:
+    """Write `obj` as JSON unless the file already says the same apart from the keys `ignore`
+    (the code's commit, say): running `prepare` again changes no file, tracked or not. True if written."""
+    path = Path(path)
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if isinstance(old, dict) and {k: v for k, v in old.items() if k not in ignore} == \
+            json.loads(json.dumps({k: v for k, v in obj.items() if k not in ignore})):
+        return False
+    write_json_atomic(path, obj)
+    return True
 
 
 def git_commit() -> dict[str, Any]:

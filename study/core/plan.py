@@ -119,6 +119,15 @@ class Plan:
         that it is scored from features of its own backbone."""
         return self.preset.train.finetune or parse(name).remedy == FT5
 
+    def choices(self, model: str, folder: str, folder_labels_only: bool = False) -> list[int]:
+        """The labels a model chooses among on a folder of one's own photos: every label it
+        knows; with `folder_labels_only` (for a set known to cover exactly its labels, the
+        cross-domain protocol's rule), those it shares with the folder, unless the folder has
+        fewer than two labels (then a choice of one would score 1.000 whatever the photos)."""
+        if folder_labels_only and len(self.classes(folder)) >= 2:
+            return self.shared_classes(model, folder)
+        return self.classes(model)
+
     def scorable(self) -> list[tuple[str, int, int]]:
         """The models a folder of one's own photos is scored with: all but the few-shot ones
         and the ablation, which belong to the study's own datasets."""

@@ -30,7 +30,7 @@ from study.core.files import read_csv, write_csv_atomic
 from study.core.splits import random_deal
 from study.core.names import FT5, RANDOM, folder, parse
 from study.core.plan import Unit
-from study.core.units import MissingArtefact, read_marker, require
+from study.core.units import MissingArtefact, readable_record, require
 
 # Bump when the feature computation changes, so cached features are recomputed.
 FEATURES_VERSION = 2  # 2: convolutions by Winograd on CPU (study.network.conv)
@@ -159,9 +159,9 @@ def model_record(ctx: Context, dataset: str, R: int, seed: int) -> dict:
     """A trained model's marker, its files checked; MissingArtefact naming the first missing one."""
     marker = model_dir(ctx, dataset, R, seed) / "unit.json"
     what, cmd = f"model {dataset}@{R} seed {seed}", command(ctx, "train")
-    if not marker.is_file():
+    rec = readable_record(marker) if marker.is_file() else None
+    if rec is None:
         raise MissingArtefact(what, marker, cmd)
-    rec = read_marker(marker)
     return require(marker, rec.get("spec", {}), what, cmd)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 
 from study.core.errors import MissingArtefact, StaleResultError
 from study.core.files import provenance, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 
 def fingerprint(spec: dict[str, Any]) -> str:
@@ -55,7 +58,8 @@ def manifest(marker: Path, files: Iterable[Path]) -> dict[str, dict[str, Any]]:
 def listed(marker: Path) -> set[Path]:
     """The files of a unit's manifest, as resolved paths."""
     marker = Path(marker)
-    return {(marker.parent / rel).resolve() for rel in read_marker(marker).get("files", {})}
+    record = readable_record(marker)
+    return {(marker.parent / rel).resolve() for rel in record.get("files", {})} if record else set()
 
 
 def damaged(marker: Path, record: dict[str, Any] | None = None) -> list[str]:
@@ -83,7 +87,10 @@ def is_done(marker: Path, spec: dict[str, Any], *, force: bool) -> bool:
     marker = Path(marker)
     if not marker.is_file():
         return False
-    record = read_marker(marker)
+    record = readable_record(marker)
+    if record is None:  # damaged (a crash, a disk filling up, an editor): redone, and said so
+        log.warning("%s is damaged (not a JSON object); its unit is done again", marker)
+        return False
     if record.get("fingerprint") == fingerprint(spec):
         return not damaged(marker, record)
     if force:
@@ -101,9 +108,9 @@ def require(marker: Path, spec: dict[str, Any], what: str, command: str) -> dict
     """The marker of a unit another stage needs; MissingArtefact naming the first missing file
     and `command` if it is not done, StaleResultError if it was made from another spec."""
     marker = Path(marker)
-    if not marker.is_file():
+    record = readable_record(marker) if marker.is_file() else None
+    if record is None:
         raise MissingArtefact(what, marker, command)
-    record = read_marker(marker)
     if record.get("fingerprint") != fingerprint(spec):
         is_done(marker, spec, force=False)  # raises, naming what changed
     bad = damaged(marker, record)
@@ -116,6 +123,15 @@ def mark_done(marker: Path, spec: dict[str, Any], files: Iterable[Path] = (), **
     """Record the unit as done: its fingerprint, spec, the manifest of `files`, `extra`."""
     write_json_atomic(Path(marker), {"fingerprint": fingerprint(spec), "spec": spec, "files": manifest(marker, files),
                                      **extra, "provenance": provenance()})
+
+
+def readable_record(marker: Path) -> dict[str, Any] | None:
+    """A marker's record; None if it cannot be read as a JSON object (damaged)."""
+    try:
+        record = json.loads(Path(marker).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_marker(marker: Path) -> dict[str, Any]:

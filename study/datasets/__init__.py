@@ -26,6 +26,8 @@ class DatasetSpec:
     kaggle: str = ""
     # Folder datasets to score models on, not to train: every image is a test image.
     score_only: bool = False
+    # Which folder a score-only dataset is (its resolved path): part of the prepared dataset's name.
+    source: str = ""
 
     @property
     def builder(self) -> type:
@@ -55,6 +57,7 @@ class DatasetSpec:
             preset.blank_as_nothing,
             dataset_name=self.name if is_folder else "",
             score_only=self.score_only,
+            source=self.source,
         )
         # TFDS refuses a custom config that shares a name with a predefined one (the default).
         if config.name in self.builder.builder_configs:

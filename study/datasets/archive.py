@@ -47,17 +47,24 @@ class Archive:
                 rel = Path(dirpath).relative_to(base).as_posix()
                 for d in dirnames:
                     if os.path.islink(os.path.join(dirpath, d)):
-                        name = (d if rel == "." else f"{rel}/{d}") + "/"
+                        name = _printable((d if rel == "." else f"{rel}/{d}") + "/")
                         self.refused[name], sizes[name] = "link to a folder (not followed)", 0
                 for f in filenames:
                     name = f if rel == "." else f"{rel}/{f}"
                     path = os.path.join(dirpath, f)
-                    if os.path.islink(path):
-                        target = Path(path).resolve()
-                        if not target.is_relative_to(root):
-                            self.refused[name] = "link to a file outside the folder (not read)"
-                        elif not target.is_file():
-                            self.refused[name] = "broken link"
+                    if not _utf8(name):  # it could be neither read by name later nor written into a summary
+                        name = _printable(name)
+                        self.refused[name] = "file name is not valid UTF-8 (not read; rename it)"
+                    elif os.path.islink(path):
+                        try:
+                            target = Path(path).resolve(strict=True)
+                        except (OSError, RuntimeError):  # a link to nothing, or to itself
+                            self.refused[name] = "broken link, or a link that loops (not read)"
+                        else:
+                            if not target.is_relative_to(root):
+                                self.refused[name] = "link to a file outside the folder (not read)"
+                            elif not target.is_file():
+                                self.refused[name] = "link to something that is not a file (not read)"
                     sizes[name] = os.lstat(path).st_size if name in self.refused else os.stat(path).st_size
         return dict(sorted(sizes.items()))
 
@@ -92,6 +99,20 @@ class Archive:
         if self._zip is not None:
             self._zip.close()
             self._zip = None
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name read from the file system is valid UTF-8 (os.walk keeps other bytes as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    """A name as it can be listed in a summary: bytes that are not UTF-8 written as \\xNN."""
+    return name if _utf8(name) else os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def find_archive(manual_dir: Path, marker: str, zip_names: tuple[str, ...]) -> Archive | None:

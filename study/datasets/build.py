@@ -56,17 +56,43 @@ def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, forc
                     "Run again with --force to rebuild it (results computed from the old one "
                     "will then be refused as stale)."
                 )
-            log.warning("%s: archive changed; rebuilding (--force)", spec.name)
+            log.warning("%s: its archive changed since it was prepared; rebuilding it", spec.name)
             shutil.rmtree(builder.data_dir)
             builder = spec.make_builder(preset, tfds_dir)
         archive.close()
     if not builder.is_prepared():
         echo(f"{spec.name}: building {builder.info.full_name} from {manual.name}/ ...")
-        with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints its own banner
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
-            )
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints its own banner
+                builder.download_and_prepare(
+                    download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
+                )
+        except (DatasetError, AssertionError) as e:  # TFDS asserts when a split yields no example
+            _remove_partial(builder, Path(tfds_dir))
+            if isinstance(e, DatasetError):
+                raise
+            skipped = builder.info.metadata.get("skipped", [])
+            raise DatasetError(f"{spec.name}: no usable image in {manual} ({_listed(skipped)})") from None
     return builder
+
+
+def _listed(skipped: list[dict], most: int = 8) -> str:
+    """"a.jpg: corrupt image; ...": the files skipped, a few of them, and how many more."""
+    if not skipped:
+        return "no image file found"
+    text = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:most])
+    return f"{len(skipped)} skipped: {text}" + (f"; and {len(skipped) - most} more" if len(skipped) > most else "")
+
+
+def _remove_partial(builder, tfds_dir: Path) -> None:
+    """What a failed build leaves under the TFDS folder (its version folder, TFDS's incomplete
+    temporary ones, and the folders above them that are now empty): nothing of it is kept."""
+    d = Path(builder.data_dir)
+    for p in [d, *d.parent.glob(f"{d.name}.incomplete*"), *d.parent.glob("incomplete.*")]:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in [d.parent, d.parent.parent]:
+        if p.is_dir() and p != tfds_dir and p.is_relative_to(tfds_dir) and not any(p.iterdir()):
+            p.rmdir()
 
 
 def read_index(builder) -> dict[str, dict[str, np.ndarray]]:
@@ -175,8 +201,8 @@ def _split_order(split: str) -> tuple[int, str]:
     return (order.index(split) if split in order else len(order), split)
 
 
-def format_summary(name: str, s: dict[str, Any]) -> str:
-    """A few lines per dataset for the terminal."""
+def format_summary(name: str, s: dict[str, Any], where: str = "datasets.json") -> str:
+    """A few lines per dataset for the terminal; `where` is the file that lists what was skipped."""
     a = s["archive"]
     lines = [f"{name}  ({s['tfds_name']}; {a['form']}, {a['files']:,} files)"]
     lines.append(f"  {'split':<12}{'images':>8}{'classes':>9}   per class")
@@ -189,10 +215,10 @@ def format_summary(name: str, s: dict[str, Any]) -> str:
     lines.append(
         f"  left out by the guard band: {lo['images']:,} ({lo['fraction_of_usable']:.1%}); "
         f"skipped files: {s['accounting']['skipped_files']:,}"
-        + (" (see datasets.json)" if s["skipped"] else "")
+        + (f" (see {where})" if s["skipped"] else "")
     )
     d = s["min_frame_distance"]
-    if d is not None:
+    if d is not None and (d["test_to_train_or_validation"], d["validation_to_train"]) != (None, None):
         lines.append(
             f"  smallest frame distance: test to train/validation {d['test_to_train_or_validation']}, "
             f"validation to train {d['validation_to_train']}"

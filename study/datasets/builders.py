@@ -62,6 +62,7 @@ def make_config(
     blank_as_nothing: bool = True,
     dataset_name: str = "",
     score_only: bool = False,
+    source: str = "",
 ) -> AslConfig:
     """The config for these parameters, named `[<dataset>-]s<size>-<hash of all parameters>`.
 
@@ -77,6 +78,8 @@ def make_config(
     }
     if score_only:  # only in the hash when set: existing dataset names stay as they were
         params["score_only"] = True
+    if source:  # a folder of one's own photos is its resolved path: two folders of one name never share
+        params["source"] = source
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
     prefix = f"{dataset_name}-" if dataset_name else ""
     return AslConfig(

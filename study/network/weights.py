@@ -389,7 +389,7 @@ def load_converted(path: Path) -> Weights:
 
 def prepare_weights(out_dir: Path, weights_dir: Path, source: Path | None = None, echo=print) -> dict:
     """Convert the weights once: `<weights_dir>/vgg16-<sha>.npz` and `<out_dir>/weights.json`."""
-    from study.core.files import provenance, write_json_atomic
+    from study.core.files import provenance, write_json_unless_same
 
     w = load(source)
     desc = w.describe()
@@ -397,7 +397,7 @@ def prepare_weights(out_dir: Path, weights_dir: Path, source: Path | None = None
     if not converted.is_file():
         save_converted(w, converted)
     doc = {**desc, "converted_file": converted.name, "provenance": provenance()}
-    write_json_atomic(Path(out_dir) / "weights.json", doc)
+    write_json_unless_same(Path(out_dir) / "weights.json", doc)
     echo(f"weights: {desc['source']} ({desc['parameters']:,} parameters, {desc['preprocessing']['name']} preprocessing) -> {converted.name}")
     return doc
 

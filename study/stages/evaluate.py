@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +31,20 @@ from study.core.stats import bootstrap_counts, interval
 from study.core.store import eval_path
 from study.core.plan import Evaluation
 from study.core.units import fingerprint, is_done, mark_done
+from study.datasets import open_builder
+from study.datasets.build import read_index
 
 # Bump when scoring changes what it produces, so that existing evaluations count as stale.
 EVAL_VERSION = 1
 
 
-def restricted_predictions(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the images whose label is in `classes`; predict the arg-max over those classes only."""
-    classes = np.asarray(sorted(classes))
+def restricted_predictions(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int],
+                           choose: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the images whose label is in `classes`; predict the arg-max over `choose` (default:
+    those classes only, the cross-domain protocol's rule)."""
     keep = np.isin(labels_N, classes)
-    pred = classes[np.argmax(logits_NxK[keep][:, classes], axis=1)]
+    choose = np.asarray(sorted(classes if choose is None else choose))
+    pred = choose[np.argmax(logits_NxK[keep][:, choose], axis=1)]
     return labels_N[keep], pred
 
 
@@ -65,16 +70,21 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
     f1_b = macro_f1_weighted(y_true, y_pred, w, labels)
     names = [CANONICAL[i] for i in labels]
     cm_labels = np.unique(np.concatenate([y_true, y_pred]))
+    with warnings.catch_warnings():  # a one-label test set (a user's folder) is fine: no warning to print
+        warnings.simplefilter("ignore", UserWarning)
+        report = classification_report(y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0)
+        text = classification_report(y_true, y_pred, labels=labels, target_names=names, zero_division=0, digits=3)
+        matrix = confusion_matrix(y_true, y_pred, labels=cm_labels).tolist()
     return {
         "n": n,
         "accuracy": acc,
         "accuracy_ci": interval(acc_b, confidence),
         "macro_f1": f1,
         "macro_f1_ci": interval(f1_b, confidence),
-        "report": classification_report(y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0),
-        "report_text": classification_report(y_true, y_pred, labels=labels, target_names=names, zero_division=0, digits=3),
+        "report": report,
+        "report_text": text,
         "confusion": {"labels": [CANONICAL[i] for i in cm_labels],
-                      "matrix": confusion_matrix(y_true, y_pred, labels=cm_labels).tolist()},
+                      "matrix": matrix},
         "y_true": y_true.tolist(),
         "y_pred": y_pred.tolist(),
     }
@@ -88,13 +98,22 @@ def run_stage(ctx: Context) -> list[dict]:
 
 
 def run_folder(ctx: Context) -> list[dict]:
-    """`score`: every scorable model on the folder being scored, under score/<name>/."""
-    return run_evaluations(ctx, ctx.plan.evaluations(store.scorable(ctx), [ctx.scoring]), store.score_dir(ctx, ctx.scoring) / "eval")
+    """`score`: every scorable model on the folder being scored, under score/<name>/. A model
+    chooses among every label it knows, or among the folder's (study.core.plan.Plan.choices);
+    each record also names the photo of each prediction and its probability."""
+    name = ctx.scoring
+    files = {s: v["file"] for s, v in read_index(open_builder(ctx, name)).items()}
+    choose = lambda model: ctx.plan.choices(model, name, ctx.folder_labels_only)
+    return run_evaluations(ctx, ctx.plan.evaluations(store.scorable(ctx), [name]), store.score_dir(ctx, name) / "eval",
+                           choose, files)
 
 
-def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = None) -> list[dict]:
+def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = None, choose=None,
+                    files: dict[str, np.ndarray] | None = None) -> list[dict]:
     """Score each evaluation of `todo` that is not done, results under `root` (default:
-    results/<preset>/eval), and write the table beside it."""
+    results/<preset>/eval), and write the table beside it. `choose(model)`: the labels a model
+    chooses among (default: those it shares with the test set); `files`: each split's file
+    names, recorded with each prediction and its probability (a folder of photos)."""
     root = root or ctx.out_dir / "eval"
     heads: dict = {}
     t0 = time.perf_counter()
@@ -113,6 +132,9 @@ def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = No
             feats_fp = store.features_fingerprint(ctx, eval_ds, split, R, r, weights=wsha)
         spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_rec["fingerprint"], "features": feats_fp,
                 "classes": classes, "eval": dataclasses.asdict(ctx.preset.eval)}
+        choices = None if choose is None else choose(train_ds)
+        if choices is not None:  # only a folder's evaluations have the key: the study's keep their fingerprints
+            spec["choose"] = choices
         if is_done(path, spec, force=ctx.force):
             continue
         if not eval_ds.endswith(RANDOM):
@@ -121,11 +143,13 @@ def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = No
         if key not in heads:
             heads[key] = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, *key), x.shape[1], len(CANONICAL), seed)
         logits = predict_logits(heads[key], x, len(CANONICAL))
-        y_true, y_pred = restricted_predictions(logits, y, classes)
+        y_true, y_pred = restricted_predictions(logits, y, classes, choices)
         s = score(y_true, y_pred, ctx.preset.eval.bootstrap, ctx.preset.eval.confidence, seed=0)
         info = {"train_dataset": train_ds, "train_res": R, "seed": seed, "eval_dataset": eval_ds,
                 "split": split, "eval_res": r, "labels": [CANONICAL[i] for i in classes],
                 "in_domain": eval_ds in parse(train_ds).sources}
+        if files is not None:
+            info |= _per_image(logits, y, classes, choices, files[split])
         report = path.with_suffix(".txt")
         write_text_atomic(report, f"{train_ds}@{R} seed {seed} on {eval_ds}/{split} at r={r}\n\n{s['report_text']}")
         mark_done(path, spec, [report], **info, **s)
@@ -161,3 +185,15 @@ def table_rows(ctx: Context, todo: list[Evaluation], root: Path) -> list[dict]:
             "macro_f1": float(f1.mean()), "macro_f1_sd": sd(f1),
         })
     return rows
+
+
+
+def _per_image(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int], choose: list[int],
+               files_N: np.ndarray) -> dict:
+    """Which photo each scored prediction is of, and its probability (softmax over `choose`)."""
+    keep = np.isin(labels_N, classes)
+    z = logits_NxK[keep][:, sorted(choose)]
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return {"choose_from": [CANONICAL[c] for c in sorted(choose)],
+            "photos": [f.decode() if isinstance(f, bytes) else str(f) for f in files_N[keep]],
+            "probability": np.round((p / p.sum(axis=1, keepdims=True)).max(axis=1), 4).tolist()}

@@ -16,7 +16,7 @@ from study.core.config import Preset
 from study.core.context import Context
 from study.datasets import DATASETS, DatasetError, fake
 from study.datasets.build import build_dataset, format_summary, summarize
-from study.core.files import held, provenance, write_json_atomic
+from study.core.files import held, provenance, write_json_unless_same
 
 
 def run_stage(ctx: Context) -> None:
@@ -71,7 +71,7 @@ def prepare(
         "not_found": not_found,
         "provenance": provenance(),
     }
-    write_json_atomic(out_dir / "datasets.json", doc)
+    write_json_unless_same(out_dir / "datasets.json", doc)
     return doc
 
 
@@ -85,7 +85,7 @@ def where_to_put(preset: Preset, data_dir: Path) -> str:
                else "any class-per-folder photo set, <class>/<image> (see data/README.md)")
         lines.append(f"  {folder}/\n      {name}: {how}")
     lines.append("data/README.md has the layouts and licences. To try the whole pipeline on generated "
-                 "images first (about a minute): python -m study.run all --preset smoke")
+                 "images first (about 3.5 minutes): python -m study.run all --preset smoke")
     return "\n".join(lines)
 
 

@@ -5,22 +5,33 @@ class names matched case-insensitively; unknown class folders, unreadable files 
 files outside the folder are listed and skipped). It is prepared like any dataset, but every
 image is a test image (`prepare_folder`, which returns the context with the folder among its
 datasets). The features and evaluation stages then score it (`features.run_folder`,
-`evaluate.run_folder`; the command line lists the sequence), and `print_table` shows the
-result. Everything goes to `results/<preset>/score/<name>/` (study.core.store.score_dir): the
-dataset summary, one evaluation JSON per model and degradation, and `table.csv`. It needs the
-trained models (committed for the `cpu` preset) and the ImageNet weights, not the study's
-datasets.
+`evaluate.run_folder`; the command line lists the sequence), and `report_folder` writes the
+per-photo predictions and prints the table and the path of every file written. Everything
+goes to `results/<preset>/score/<name>/` (study.core.store.score_dir): `dataset.json` (the
+summary), `skipped.csv` (each file left out and why), one evaluation JSON per model and
+degradation under `eval/`, `table.csv`, and `predictions.csv` (one row per photo: its label,
+and each model's predicted label and probability at r = R). It needs the trained models
+(committed for the `cpu` preset) and the ImageNet weights, not the study's datasets.
+
+A model chooses among every label it knows, so a folder of a few letters is scored honestly
+(choosing among the folder's letters only would score a one-letter folder 1.000 whatever the
+photos); `--folder-labels-only` restricts the choice to the folder's labels, the rule of the
+study's cross-domain table, for a set known to cover exactly its labels.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 from study.core import store
 from study.core.context import Context
 from study.core.errors import ConfigError, DatasetError
-from study.core.files import write_json_atomic
+from study.core.files import write_csv_atomic, write_json_atomic
+from study.core.labels import CANONICAL
 from study.datasets import DATASETS, DatasetSpec
 from study.datasets.build import build_dataset, format_summary, summarize
 
@@ -30,7 +41,12 @@ def prepare_folder(ctx: Context) -> Context:
     folder = Path(ctx.folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder} is not a folder (expected <dir>/<class>/<image>)")
+    if not any(files for _, _, files in os.walk(folder)):
+        raise DatasetError(f"{folder} holds no files (expected <dir>/<class>/<image>, one folder per letter)")
     name = ctx.folder_name or re.sub(r"[^a-z0-9_]+", "_", folder.resolve().name.lower()).strip("_") or "photos"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_]*", name):
+        raise ConfigError(f"--name {name!r}: a plain name (lower-case letters, digits and _), the folder's results go to "
+                          f"{store.score_dir(ctx, '<name>')}")
     if name in DATASETS:
         raise ConfigError(f"--name {name!r} is one of the study's datasets; choose another name")
     # The models evaluate scores a folder with: not the few-shot ones or the ablation.
@@ -39,20 +55,78 @@ def prepare_folder(ctx: Context) -> Context:
         raise DatasetError(f"no trained models in {ctx.out_dir}: run `python -m study.run all --preset {ctx.preset.name}` first")
     for m in models:
         store.model_record(ctx, *m)  # each model's files there and intact, or an error naming them
-    spec = DatasetSpec(name, folder.name, "AslFolder", score_only=True)
-    builder = build_dataset(spec, ctx.preset, folder, ctx.tfds_dir, ctx.force, ctx.echo)
-    summary = summarize(builder)
-    ctx.echo(format_summary(name, summary))
-    write_json_atomic(store.score_dir(ctx, name) / "dataset.json", summary)
-    return ctx.with_folder(name, spec, summary)
+    out = store.score_dir(ctx, name)
+    source = str(folder.resolve())
+    before = _previous(out)
+    if before and before.get("folder", source) != source:
+        raise ConfigError(f"{out} holds the scores of another folder, {before['folder']}: give this one another --name")
+    spec = DatasetSpec(name, folder.name, "AslFolder", score_only=True, source=source)
+    # A folder whose photos changed is prepared again (force: the study's datasets are not touched)
+    builder = build_dataset(spec, ctx.preset, folder, ctx.tfds_dir, True, ctx.echo)
+    summary = summarize(builder) | {"folder": source}
+    if before and before["archive"]["listing_sha256"] != summary["archive"]["listing_sha256"]:
+        ctx.echo(f"{folder}: its files changed since it was last scored; its old scores in {out} are replaced")
+        for old in ("eval", "table.csv", "predictions.csv", "features.json"):
+            shutil.rmtree(out / old, ignore_errors=True) if (out / old).is_dir() else (out / old).unlink(missing_ok=True)
+    ctx.echo(format_summary(name, summary, str(out / "skipped.csv")))
+    write_json_atomic(out / "dataset.json", summary)
+    skipped = [{"file": s["path"], "files": s["files"], "reason": s["reason"]} for s in summary["skipped"]]
+    write_csv_atomic(out / "skipped.csv", ["file", "files", "reason"], skipped)
+    ctx = ctx.with_folder(name, spec, summary)
+    ctx.echo(choice_rule(ctx, name))
+    return ctx
 
 
-def print_table(ctx: Context) -> None:
-    """The scores of the folder as `table.csv` holds them (4 decimals), one line per model and r."""
-    ctx.echo(format_table(store.read_table(store.score_dir(ctx, ctx.scoring) / "table.csv")))
+def _previous(out: Path) -> dict | None:
+    """What the results folder says of the folder it last scored (its dataset.json), if anything."""
+    try:
+        return json.loads((out / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def choice_rule(ctx: Context, name: str) -> str:
+    """The line that says which labels the models choose among (study.core.plan.Plan.choices)."""
+    n = len(ctx.plan.classes(name))
+    if ctx.folder_labels_only and n >= 2:
+        return f"the models choose among the folder's {n} labels only (--folder-labels-only)"
+    if ctx.folder_labels_only:
+        return "the folder has one label, so the models choose among every label they know (--folder-labels-only needs two)"
+    return (f"the models choose among every label they know; the folder has {n} (--folder-labels-only "
+            "would restrict them to those)")
+
+
+def report_folder(ctx: Context) -> list[Path]:
+    """predictions.csv; the table, as table.csv holds it; the path of every file written."""
+    out = store.score_dir(ctx, ctx.scoring)
+    predictions = write_predictions(ctx, out / "predictions.csv")
+    ctx.echo(format_table(store.read_table(out / "table.csv")))
+    written = [out / "dataset.json", out / "skipped.csv", out / "eval", out / "table.csv", predictions]
+    ctx.echo("written:\n" + "\n".join(f"  {p}" for p in written))
+    return written
+
+
+def write_predictions(ctx: Context, path: Path) -> Path:
+    """One row per photo of the folder: its file and label, then for each model and seed (at
+    r = R) the label predicted and its probability; blank where the model does not know the
+    photo's label (it is not scored on it)."""
+    name = ctx.scoring
+    columns, by_file = ["file", "label"], {}
+    for e in ctx.plan.evaluations(store.scorable(ctx), [name]):
+        if e.r != e.R:
+            continue
+        rec = json.loads(store.eval_path(store.score_dir(ctx, name) / "eval", *e).read_text())
+        col = f"{e.model}@{e.R} seed {e.seed}"
+        columns += [col, f"{col} p"]
+        for f, y, p, prob in zip(rec["photos"], rec["y_true"], rec["y_pred"], rec["probability"]):
+            row = by_file.setdefault(f, {"file": f, "label": CANONICAL[y]})
+            row |= {col: CANONICAL[p], f"{col} p": prob}
+    write_csv_atomic(path, columns, sorted(by_file.values(), key=lambda row: row["file"]))
+    return path
 
 
 def format_table(rows: list[dict]) -> str:
+    """The scores of the folder as `table.csv` holds them (4 decimals), one line per model and r."""
     lines = [f"{'model':<30}{'r':>5}{'n':>6}  accuracy (95% CI)           macro-F1"]
     for row in rows:
         lines.append(
