@@ -58,3 +58,27 @@ def test_committed_results_are_complete_and_hold_no_machine_paths():
     for p in list((REPO / "results" / "cpu").rglob("*.json")) + [REPO / "paper" / "paper.md"]:
         text = p.read_text()
         assert "/work/" not in text and "/tmp/" not in text and "/home/" not in text, p
+
+
+def findings(nums: dict) -> str:
+    """The README's three sentences of findings, every number from paper_numbers.json."""
+    span = lambda xs: f"{min(xs):.2f}" if f"{min(xs):.2f}" == f"{max(xs):.2f}" else f"{min(xs):.2f}-{max(xs):.2f}"
+    k = max(int(k) for x in nums["few_shot"] for k in x["shots"])
+    return (
+        "A frozen ImageNet VGG16 with a trained head recognises "
+        f"{span([x['accuracy'] for x in nums['in_domain']])} of the held-out letters of\n"
+        "the dataset it was trained on, but only "
+        f"{span([x['accuracy'] for x in nums['cross_domain']])} of the other dataset's (chance "
+        f"{max(x['chance'] for x in nums['cross_domain']):.2f}), in\n"
+        "both directions and at both model resolutions. A linear classifier on the same features\n"
+        f"tells the two datasets' test images apart with accuracy {span([x['accuracy'] for x in nums['separability']])}: the features say which\n"
+        "room and signer an image comes from more surely than which letter. Labelled photos of the\n"
+        f"new domain recover it: {k} per letter raise the cross-domain accuracy to "
+        f"{span([x['shots'][str(k)] for x in nums['few_shot']])}, and all\n"
+        f"of them to {span([x['all'] for x in nums['few_shot']])}.\n")
+
+
+def test_readme_findings_are_the_committed_numbers():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- findings:cpu -->\n", 1)[1].split("<!-- /findings:cpu -->", 1)[0]
+    assert block == findings(json.loads((REPO / "results" / "cpu" / "paper_numbers.json").read_text()))
