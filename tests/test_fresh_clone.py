@@ -71,3 +71,12 @@ def test_score_with_the_committed_cpu_models_needs_no_dataset(repo, shared_data,
     letter = ast.literal_eval(shown.stdout.splitlines()[0])
     preds = {p["file"]: p for p in csv.DictReader(open(out / "predictions.csv"))}
     assert letter == [preds[str(photo.relative_to(photos))]["asl_photos@64 seed 0"]]
+
+
+def test_prepare_the_study_of_record_leaves_the_clone_as_it_was(repo, shared_data):
+    """The README's `prepare --preset cpu --data-dir ../shared/data` on the real images: the same
+    datasets and weights give the same summaries, so no tracked file changes (the code's commit
+    in their provenance is not a reason to rewrite them)."""
+    proc = in_clone(repo, "prepare", "--preset", "cpu", "--data-dir", str(shared_data), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert git_status(repo) == ""
