@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from study.core import store
-from study.core.config import RECORD, get_preset
+from study.core.config import RECORD
 from study.core.context import Context, default_out
 from study.core.errors import ConfigError, MissingArtefact
 from study.core.labels import CANONICAL
@@ -69,7 +69,7 @@ def load(model: str, seeds: int | Sequence[int] | None = None, *, results: Path 
     if not name or not R.isdigit():
         raise ConfigError(f"{model!r} is not a model name: expected name@R, for example asl_photos@64")
     R = int(R)
-    ctx = _context(Path(results) if results else default_out(RECORD), Path(weights_dir))
+    ctx = Context.of_results(Path(results) if results else default_out(RECORD), weights_dir=Path(weights_dir), echo=lambda s: None)
     known = sorted({f"{n}@{r}" for n, r, _ in ctx.plan.model_seeds})
     if f"{name}@{R}" not in known:
         raise ConfigError(f"no model {model!r} in {ctx.out_dir}; its models: {', '.join(known)}")
@@ -130,13 +130,3 @@ def _run(extractor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if extractor.maps:
         return np.asarray(out[0])[:n], np.asarray(out[1])[:n]
     return np.asarray(out)[:n], None
-
-
-def _context(out: Path, weights_dir: Path) -> Context:
-    """The context of a results folder with trained models (as `prepare` left it)."""
-    import json
-
-    if not (out / "datasets.json").is_file():
-        raise MissingArtefact("the results of a study", out / "datasets.json", "python -m study.run all")
-    preset = get_preset(json.loads((out / "datasets.json").read_text())["preset"])
-    return Context(preset, data_dir=Path("data"), out_dir=out, weights_dir=weights_dir, echo=lambda s: None)

