@@ -155,6 +155,7 @@ def context(args: argparse.Namespace):
         folder_name=getattr(args, "name", None),
         folder_labels_only=getattr(args, "folder_labels_only", False),
         bench_images=getattr(args, "images", 512),
+        bench_record=getattr(args, "record", False),
     )
 
 
@@ -194,6 +195,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "bench":
             s.add_argument("--images", type=_count(1), default=512,
                            help="training images per resolution for the pipeline and end-to-end timings (default: 512)")
+            s.add_argument("--record", action="store_true",
+                           help=f"write results/{RECORD}/bench.json, the timings the docs quote (default there: "
+                                "bench.local.json, ignored by git)")
         s.add_argument("--preset", default=RECORD, help=f"one of: {', '.join(PRESETS)} (default: {RECORD}, the study of record)")
         s.add_argument("--data-dir", help="folder holding asl-alphabet/, synthetic-asl-alphabet/, "
                        "asl-photos/ (default: the preset's, data/ or data/smoke/ for smoke)")

@@ -27,7 +27,7 @@ def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeyp
     assert json.loads((tmp_path / "bench.json").read_text()) == b
     assert b["matmul"]["gflops"] > 0 and list(b["resolutions"]) == ["32"]
     r = b["resolutions"]["32"]
-    # VGG16's 13 convolutions: 30.7 GFLOP at 224 px (DESIGN.md section 7), 1/49 of it at 32
+    # VGG16's 13 convolutions: 30.7 GFLOP at 224 px (docs/speed.md), 1/49 of it at 32
     vgg = extract.Extractor(weights.prepared(ctx), 16).backbone
     assert round(bench.direct_gflop(vgg.layer_shapes(224)), 1) == 30.7
     assert r["direct_gflop_per_image"] == round(bench.direct_gflop(vgg.layer_shapes(224)) / 49, 3)

@@ -1,4 +1,4 @@
-"""The splits on the real images in ../shared/data (DESIGN.md section 4; README there).
+"""The splits on the real images in ../shared/data (its README.md says where they come from).
 
 Built once per session at a small storage size (the split does not depend on it), through the
 same `prepare` stage a user runs.

@@ -5,9 +5,12 @@ its traceback."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from study import run
 from study.core.errors import DatasetError
 
@@ -90,3 +93,14 @@ def test_ctrl_c_is_one_line_and_says_how_to_resume(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(train, "run_stage", interrupted)
     assert run.main(argv(tmp_path)) == 130
     assert capsys.readouterr().err == "interrupted; run the same command again to resume\n"
+
+
+def test_bench_in_the_record_folder_writes_a_file_git_ignores_unless_record():
+    """Timing one's machine must not change the committed bench.json (which the docs quote)."""
+    ctx = lambda *a: run.context(run.parser().parse_args(["bench", *a]))
+    assert ctx().bench_path == Path("results/cpu/bench.local.json")
+    assert ctx("--record").bench_path == Path("results/cpu/bench.json")
+    assert ctx("--out", "elsewhere").bench_path == Path("elsewhere/bench.json")
+    assert ctx("--preset", "smoke").bench_path == Path("results/smoke/bench.json")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/cpu/bench.local.json"], cwd=REPO)
+    assert ignored.returncode == 0

@@ -99,6 +99,40 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     for name in ("predictions.csv", "table.csv", "skipped.csv", "dataset.json"):
         assert str(out / name) in printed, name
     assert "the models choose among every label they know" in printed
+    assert f"none of the {len(preds)} photos is an image of the study's datasets" in printed
+    assert {p["study image"] for p in preds} == {""}
+
+
+def test_photos_that_are_the_studys_own_images_are_named_with_the_models_that_saw_them(smoke, tmp_path, capsys):
+    """prepare lists every image with its split and sha256 (images.csv); score names a user's
+    photo that is one of them, byte for byte, and warns that the models trained on its dataset saw it."""
+    import hashlib
+
+    p = layout(smoke)
+    listed = list(csv.DictReader(open(p["out"] / "images.csv")))
+    summary = json.loads((p["out"] / "datasets.json").read_text())["datasets"]
+    for name, d in summary.items():  # every image in a split or left out by the guard band, once
+        rows = [r for r in listed if r["dataset"] == name]
+        assert len(rows) == d["accounting"]["in_splits"] + d["accounting"]["left_out_by_guard_band"]
+        assert len({r["file"] for r in rows}) == len(rows)
+        assert {r["split"] for r in rows} == set(d["splits"]) | ({"left_out"} if d["left_out_by_guard_band"]["images"] else set())
+    photos = [r for r in listed if r["dataset"] == "asl_photos"]
+    chosen = [r for r in photos if r["split"] == "train"][:3] + [r for r in photos if r["split"] == "test"][:1]
+    folder = tmp_path / "mine"
+    for r in chosen:
+        data = (p["data"] / "asl-photos" / r["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == r["sha256"]
+        target = folder / Path(r["file"]).parent.name / Path(r["file"]).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    capsys.readouterr()
+    assert run.main(args(smoke, "score", "--folder", str(folder))) == 0
+    printed = capsys.readouterr().out
+    assert "warning: 4 of the 4 photos are images of the study's own datasets (1 test images of asl_photos, " \
+           "3 train images of asl_photos)" in printed
+    assert "asl_photos@32" in printed.split("warning:")[-1] and "asl_alphabet@32," not in printed.split("warning:")[-1]
+    preds = {r["file"]: r["study image"] for r in csv.DictReader(open(p["out"] / "score" / "mine" / "predictions.csv"))}
+    assert sorted(preds.values()) == ["asl_photos test"] + ["asl_photos train"] * 3
 
 
 def test_score_refuses_a_folder_without_class_folders(smoke, tmp_path, capsys):

@@ -20,7 +20,7 @@ MIN_MODEL_RESOLUTION = 32
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
-    """How train, validation and test are cut from each class (DESIGN.md section 2).
+    """How train, validation and test are cut from each class (docs/method.md).
 
     Frame-numbered datasets are split by rank of frame number into `max_blocks` chunks spread
     over the recording; each chunk is cut into contiguous train | validation | test runs in the

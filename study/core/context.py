@@ -48,6 +48,8 @@ class Context:
     folder_labels_only: bool = False
     # `bench`: training images per resolution for the pipeline and end-to-end timings.
     bench_images: int = 512
+    # `bench`: write the study of record's bench.json (the timings the docs quote), not bench.local.json.
+    bench_record: bool = False
 
     @classmethod
     def of_results(cls, out_dir: Path, **options: Any) -> "Context":
@@ -82,6 +84,15 @@ class Context:
         if self.preset.name == RECORD and Path(self.out_dir) == default_out(RECORD):
             return Path("paper")
         return Path(self.out_dir) / "paper"
+
+    @property
+    def bench_path(self) -> Path:
+        """Where `bench` writes: <out>/bench.json; in the study of record's own folder
+        bench.local.json (ignored by git) unless --record, so that timing this machine never
+        changes a committed file by accident."""
+        if self.preset.name == RECORD and Path(self.out_dir) == default_out(RECORD) and not self.bench_record:
+            return Path(self.out_dir) / "bench.local.json"
+        return Path(self.out_dir) / "bench.json"
 
     @property
     def scoring(self) -> str | None:

@@ -52,14 +52,29 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_csv_atomic(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """A CSV with a header of `columns`, floats with 4 decimals; written atomically."""
+def csv_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """A CSV with a header of `columns`, floats with 4 decimals."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for row in rows:
         w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-    write_text_atomic(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_csv_atomic(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """`csv_text`, written atomically."""
+    write_text_atomic(path, csv_text(columns, rows))
+
+
+def write_csv_unless_same(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> bool:
+    """`write_csv_atomic` unless the file already holds exactly that text. True if written."""
+    text = csv_text(columns, rows)
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if Path(path).read_text() == text:
+            return False
+    write_text_atomic(path, text)
+    return True
 
 
 def read_csv(path: Path, ints: tuple[str, ...] = (), floats: tuple[str, ...] = ()) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Model names: what a model saw, said by its name (DESIGN.md section 6), and the preset's list.
+"""Model names: what a model saw, said by its name (docs/method.md), and the preset's list.
 
     asl_alphabet                      trained on one dataset's training split
     asl_alphabet+asl_photos           multi-source: the union of several datasets' training

@@ -1,7 +1,7 @@
 """Leak-free splits: contiguous frame blocks with a guard band, and hash hold-outs.
 
 In a video-frame dataset, images a few frames apart are near-copies: a random split puts
-near-copies of test images into training (DESIGN.md section 2). `frame_block_split` cuts each
+near-copies of test images into training (docs/method.md). `frame_block_split` cuts each
 class by rank of frame number into chunks spread over the whole recording, each chunk into
 contiguous train | validation | test runs, and then leaves out every train or validation image
 within `guard_frames` frames of a test image and every train image within `guard_frames` of a

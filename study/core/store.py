@@ -234,6 +234,21 @@ def read_separability(path: Path) -> list[dict]:
 
 # --- a folder of one's own photos (score) ------------------------------------------------------
 
+IMAGES = "images.csv"  # every prepared image's dataset, split, file and sha256 (written by prepare)
+
+
+def study_images(out_dir: Path) -> dict[str, list[tuple[str, str, str]]] | None:
+    """sha256 -> the (dataset, split, file) of every prepared image with those bytes, from
+    `images.csv`; None if prepare has not written it."""
+    path = Path(out_dir) / IMAGES
+    if not path.is_file():
+        return None
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for row in read_csv(path):
+        out.setdefault(row["sha256"], []).append((row["dataset"], row["split"], row["file"]))
+    return out
+
+
 
 def score_dir(ctx: Context, name: str) -> Path:
     """Where `score` writes the results of a folder of photos."""

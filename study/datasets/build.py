@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import io
 import logging
 import shutil
@@ -107,6 +108,25 @@ def read_index(builder) -> dict[str, dict[str, np.ndarray]]:
             "file": np.array([r["file"].decode() for r in records], dtype=object),
         }
     return out
+
+
+IMAGE_COLUMNS = ["dataset", "split", "file", "sha256"]
+
+
+def image_listing(name: str, builder, manual: Path, index: dict[str, dict[str, np.ndarray]] | None = None) -> list[dict]:
+    """One row per image of a prepared dataset: its split (or `left_out`, by the guard band),
+    its path in the archive and the sha256 of its bytes, by split and path. `prepare` writes
+    these rows as `images.csv`, so that a reader can check the splits file by file and `score`
+    can tell a user which of their photos are the study's own."""
+    index = read_index(builder) if index is None else index
+    files = {split: sorted(index[split]["file"]) for split in sorted(index, key=_split_order)}
+    files["left_out"] = sorted(x["path"] for x in builder.info.metadata.get("left_out", []))
+    archive = builder.open_archive(manual)
+    try:
+        return [{"dataset": name, "split": split, "file": f, "sha256": hashlib.sha256(archive.read(f)).hexdigest()}
+                for split, paths in files.items() for f in paths]
+    finally:
+        archive.close()
 
 
 def summarize(builder) -> dict[str, Any]:

@@ -20,7 +20,8 @@ the ones it is compared with, and reported as a ratio to them:
    - the features end to end (pipeline and model, as `features` runs them) on the first
      images of a prepared training split, direct and chosen in turns (the median of 3).
 
-Written to results/<preset>/bench.json (`--out`) and printed as a table.
+Written to results/<preset>/bench.json (`--out`) and printed as a table; in the study of
+record's own folder to bench.local.json (ignored by git) unless `--record` (Context.bench_path).
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
                         "input_2_over_1": round(rate[2] / rate[1], 2)},
             "layers": layer_rates(backbone, R, batch),
         }
-    path = out or ctx.out_dir / "bench.json"
+    path = out or ctx.bench_path
     write_json_atomic(path, result)
     ctx.echo(format_table(result))
     ctx.echo(f"bench -> {path}")
@@ -236,7 +237,7 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
 
 
 def format_table(b: dict, layers: bool = True) -> str:
-    """The tables `bench` prints (the README quotes them without the per-layer one)."""
+    """The tables `bench` prints (docs/speed.md quotes them without the per-layer one)."""
     lines = [f"{b['device']} ({b['backend']}, {b['devices']} device(s), {b['cpu_count']} CPUs), jax {b['jax']}, "
              f"batch {b['batch']}; matrix multiply {b['matmul']['n']}^2: {b['matmul']['gflops']:.0f} GFLOP/s", ""]
     lines.append("| R | what | images/s | GFLOP/s (direct-conv FLOPs) | share of matmul |")

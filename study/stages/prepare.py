@@ -3,7 +3,8 @@ convert the ImageNet weights once (study.network.weights.prepare_weights).
 
 For each dataset found under the data directory this builds the TFDS dataset (once: a second
 run finds it prepared and only re-reads its summary; study.datasets.build), then reads back
-what was written and writes `datasets.json` (see study.datasets.build.summarize). When none
+what was written and writes `datasets.json` (see study.datasets.build.summarize) and
+`images.csv`, every image's split and sha256 (study.datasets.build.image_listing). When none
 is found it says where each goes and how to get it.
 """
 
@@ -15,8 +16,9 @@ from typing import Any, Callable
 from study.core.config import Preset
 from study.core.context import Context
 from study.datasets import DATASETS, DatasetError, fake
-from study.datasets.build import build_dataset, format_summary, summarize
-from study.core.files import held, provenance, write_json_unless_same
+from study.core import store
+from study.datasets.build import IMAGE_COLUMNS, build_dataset, format_summary, image_listing, summarize
+from study.core.files import held, provenance, write_csv_unless_same, write_json_unless_same
 
 
 def run_stage(ctx: Context) -> None:
@@ -46,6 +48,7 @@ def prepare(
     if not data_dir.is_dir():
         raise DatasetError(f"data directory {data_dir} does not exist.\n" + where_to_put(preset, data_dir))
     summaries: dict[str, Any] = {}
+    images: list[dict] = []
     not_found: dict[str, str] = {}
     for name in preset.datasets:
         spec = DATASETS[name]
@@ -56,6 +59,7 @@ def prepare(
             continue
         builder = build_dataset(spec, preset, manual, tfds_dir, force, echo)
         summaries[name] = summarize(builder)
+        images += image_listing(name, builder, manual)
         echo(format_summary(name, summaries[name]))
     if not summaries:
         raise DatasetError(
@@ -72,6 +76,7 @@ def prepare(
         "provenance": provenance(),
     }
     write_json_unless_same(out_dir / "datasets.json", doc)
+    write_csv_unless_same(out_dir / store.IMAGES, IMAGE_COLUMNS, images)
     return doc
 
 

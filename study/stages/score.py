@@ -10,13 +10,18 @@ per-photo predictions and prints the table and the path of every file written. E
 goes to `results/<preset>/score/<name>/` (study.core.store.score_dir): `dataset.json` (the
 summary), `skipped.csv` (each file left out and why), one evaluation JSON per model and
 degradation under `eval/`, `table.csv`, and `predictions.csv` (one row per photo: its label,
-and each model's predicted label and probability at r = R). It needs the trained models
+its split if it is one of the study's own images, and each model's predicted label and
+probability at r = R). It needs the trained models
 (committed for the `cpu` preset) and the ImageNet weights, not the study's datasets.
 
 A model chooses among every label it knows, so a folder of a few letters is scored honestly
 (choosing among the folder's letters only would score a one-letter folder 1.000 whatever the
 photos); `--folder-labels-only` restricts the choice to the folder's labels, the rule of the
 study's cross-domain table, for a set known to cover exactly its labels.
+
+A photo that is, byte for byte, an image of the study's datasets (`images.csv`, which
+`prepare` writes and the study of record commits) is named with its split: a model scored on
+photos it was trained on scores high for that reason, and the output says which models saw them.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from study.core.context import Context
 from study.core.errors import ConfigError, DatasetError
 from study.core.files import write_csv_atomic, write_json_atomic
 from study.core.labels import CANONICAL
+from study.core.names import parse
 from study.datasets import DATASETS, DatasetSpec
-from study.datasets.build import build_dataset, format_summary, summarize
+from study.datasets.build import build_dataset, format_summary, image_listing, summarize
 
 
 def prepare_folder(ctx: Context) -> Context:
@@ -64,6 +70,7 @@ def prepare_folder(ctx: Context) -> Context:
     # A folder whose photos changed is prepared again (force: the study's datasets are not touched)
     builder = build_dataset(spec, ctx.preset, folder, ctx.tfds_dir, True, ctx.echo)
     summary = summarize(builder) | {"folder": source}
+    summary["study_images"] = study_images(ctx, image_listing(name, builder, folder))
     if before and before["archive"]["listing_sha256"] != summary["archive"]["listing_sha256"]:
         ctx.echo(f"{folder}: its files changed since it was last scored; its old scores in {out} are replaced")
         for old in ("eval", "table.csv", "predictions.csv", "features.json"):
@@ -74,7 +81,44 @@ def prepare_folder(ctx: Context) -> Context:
     write_csv_atomic(out / "skipped.csv", ["file", "files", "reason"], skipped)
     ctx = ctx.with_folder(name, spec, summary)
     ctx.echo(choice_rule(ctx, name))
+    ctx.echo(study_images_note(ctx, summary["study_images"]))
     return ctx
+
+
+def study_images(ctx: Context, photos: list[dict]) -> dict:
+    """Which photos of the folder are, byte for byte, images of the study's own datasets
+    (`images.csv`, written by prepare and committed with the study of record): scoring a model
+    on images it was trained on inflates its score, and the user should know."""
+    known = store.study_images(ctx.out_dir)
+    if known is None:
+        return {"checked": False, "photos": len(photos), "matches": []}
+    matches = [{"file": p["file"], "dataset": d, "split": s, "study_file": f}
+               for p in photos for d, s, f in known.get(p["sha256"], [])[:1]]
+    return {"checked": True, "photos": len(photos), "matches": matches}
+
+
+def study_images_note(ctx: Context, found: dict) -> str:
+    """A line if none of the photos is the study's own, a warning naming the models that saw
+    those that are (in their training or validation split), or why it could not be checked."""
+    if not found["checked"]:
+        return (f"not checked whether these photos are images of the study's datasets: "
+                f"{ctx.out_dir / store.IMAGES} is missing (`{store.command(ctx, 'prepare')}` writes it)")
+    matches = found["matches"]
+    if not matches:
+        return f"none of the {found['photos']} photos is an image of the study's datasets ({store.IMAGES})"
+    counts: dict[tuple[str, str], int] = {}
+    for m in matches:
+        counts[m["dataset"], m["split"]] = counts.get((m["dataset"], m["split"]), 0) + 1
+    where = ", ".join(f"{n} {s} images of {d}" for (d, s), n in sorted(counts.items()))
+    seen = {d for (d, s) in counts if s in ("train", "validation")}
+    models = list(dict.fromkeys(f"{m}@{R}" for m, R, _ in store.scorable(ctx) if seen & set(parse(m).datasets)))
+    line = f"warning: {len(matches)} of the {found['photos']} photos are images of the study's own datasets ({where})"
+    if models:
+        line += (f"; the models trained on {' and '.join(sorted(seen))} saw their train and validation images "
+                 f"({', '.join(models)}), so their scores on this folder are inflated")
+    line += ("; test and left-out images were never seen by any model. predictions.csv names each photo's "
+             "split in the study (column `study image`)")
+    return line
 
 
 def _previous(out: Path) -> dict | None:
@@ -101,6 +145,9 @@ def report_folder(ctx: Context) -> list[Path]:
     out = store.score_dir(ctx, ctx.scoring)
     predictions = write_predictions(ctx, out / "predictions.csv")
     ctx.echo(format_table(store.read_table(out / "table.csv")))
+    found = json.loads((out / "dataset.json").read_text()).get("study_images")
+    if found and found["matches"]:
+        ctx.echo(study_images_note(ctx, found))
     written = [out / "dataset.json", out / "skipped.csv", out / "eval", out / "table.csv", predictions]
     ctx.echo("written:\n" + "\n".join(f"  {p}" for p in written))
     return written
@@ -111,15 +158,18 @@ def write_predictions(ctx: Context, path: Path) -> Path:
     r = R) the label predicted and its probability; blank where the model does not know the
     photo's label (it is not scored on it)."""
     name = ctx.scoring
-    columns, by_file = ["file", "label"], {}
+    out = store.score_dir(ctx, name)
+    found = json.loads((out / "dataset.json").read_text()).get("study_images") or {"matches": []}
+    study = {m["file"]: f"{m['dataset']} {m['split']}" for m in found["matches"]}
+    columns, by_file = ["file", "label", "study image"], {}
     for e in ctx.plan.evaluations(store.scorable(ctx), [name]):
         if e.r != e.R:
             continue
-        rec = json.loads(store.eval_path(store.score_dir(ctx, name) / "eval", *e).read_text())
+        rec = json.loads(store.eval_path(out / "eval", *e).read_text())
         col = f"{e.model}@{e.R} seed {e.seed}"
         columns += [col, f"{col} p"]
         for f, y, p, prob in zip(rec["photos"], rec["y_true"], rec["y_pred"], rec["probability"]):
-            row = by_file.setdefault(f, {"file": f, "label": CANONICAL[y]})
+            row = by_file.setdefault(f, {"file": f, "label": CANONICAL[y], "study image": study.get(f, "")})
             row |= {col: CANONICAL[p], f"{col} p": prob}
     write_csv_atomic(path, columns, sorted(by_file.values(), key=lambda row: row["file"]))
     return path

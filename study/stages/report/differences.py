@@ -1,4 +1,4 @@
-"""The paired differences the paper weighs (DESIGN.md section 6): two models, or one model at two
+"""The paired differences the paper weighs (docs/method.md): two models, or one model at two
 test resolutions, on the same test images, with intervals over the table's bootstrap resamples
 (study.core.stats). Every effect is ranked and gets a verdict from its interval."""
 
@@ -28,7 +28,7 @@ def _correct(ctx: Context, model: tuple, eval_ds: str) -> tuple[np.ndarray, list
 def paired(ctx: Context, preset, a: tuple, b: tuple, eval_ds: str, minus: tuple[tuple, tuple] | None = None) -> dict | None:
     """Accuracy of a minus b, each (model, R, r) scored on the same test images of `eval_ds`
     and averaged over its seeds, with the interval over the table's bootstrap resamples
-    (DESIGN.md section 6); None where the two were scored on different images (other shared
+    (docs/method.md); None where the two were scored on different images (other shared
     labels). With `minus` = (c, d): the difference (a - c) - (b - d), a change of an effect."""
     (ca, ya), (cb, yb) = _correct(ctx, a, eval_ds), _correct(ctx, b, eval_ds)
     if ya != yb:

@@ -3,7 +3,9 @@ the domain separability and the ranked effects, from the table's rows. Text only
 
 from __future__ import annotations
 
-from study.core.names import RANDOM
+import re
+
+from study.core.names import RANDOM, parse
 from study.stages.report.results import kind
 
 
@@ -53,6 +55,72 @@ def table_markdown(rows: list[dict], confidence: float, separability: list[dict]
                     f"{cell[r]['accuracy']:.3f} [{cell[r]['accuracy_ci_low']:.3f}, {cell[r]['accuracy_ci_high']:.3f}]"
                     if r in cell else "–" for r in rs) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _interval(x: float, lo: float, hi: float, sign: str = "") -> str:
+    return f"{x:{sign}.3f} [{lo:{sign}.3f}, {hi:{sign}.3f}]"
+
+
+_VS = re.compile(r"^(?P<a>\S+)@(?P<R>\d+) vs (?P<b>\S+)@\d+ \((?P<what>.+)\)$")
+
+
+def headline_markdown(rows: list[dict], numbers: dict) -> str:
+    """The two compact tables a reader needs first (the README's headline, tested against it): (a) each frozen
+    model's accuracy on its own test set and on the other datasets' at r = R; (b) each remedy
+    as its paired difference from its frozen baseline (`numbers["effects"]`, the report's
+    paper_numbers.json), on the baseline's own test set and on the other datasets'."""
+    frozen = [r for r in rows if kind(r) == "single" and r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]]
+    tests = list(dict.fromkeys(r["eval_dataset"] for r in frozen))
+    models = list(dict.fromkeys((r["train_dataset"], r["train_res"]) for r in frozen))
+    cells = {(r["train_dataset"], r["train_res"], r["eval_dataset"]): r for r in frozen}
+    chance = max(x["chance"] for x in numbers["cross_domain"]) if numbers["cross_domain"] else None
+    lines = [
+        "(a) Accuracy [95% interval] of each frozen model (ImageNet VGG16 and a trained head; train dataset @ "
+        "resolution R) on each dataset's test split at r = R, mean over seeds; its own test set in bold. "
+        "Across datasets only shared labels count" + (f" (chance {chance:.2f})." if chance else "."),
+        "",
+        "| model | " + " | ".join(f"{t} test" for t in tests) + " |",
+        "|---|" + "---:|" * len(tests),
+    ]
+    for t, R in models:
+        out = []
+        for e in tests:
+            c = cells.get((t, R, e))
+            text = "–" if c is None else _interval(c["accuracy"], c["accuracy_ci_low"], c["accuracy_ci_high"])
+            out.append(f"**{text}**" if c is not None and e == t else text)
+        lines.append(f"| {t}@{R} | " + " | ".join(out) + " |")
+    remedies: dict[tuple[str, str, str], dict[str, dict]] = {}
+    for x in numbers["effects"]:
+        m = _VS.match(x["effect"]) if x["question"] in ("remedy", "target data") else None
+        if m:
+            what = re.sub(r"all of \w+'s training images added|union of training splits", "union of the training splits",
+                          m["what"])
+            remedies.setdefault((f"{m['a']}@{m['R']}", f"{m['b']}@{m['R']}", what), {})[x["test"]] = x
+    lines += [
+        "",
+        "(b) Each remedy against its frozen baseline (same dataset, R and seeds): the paired difference in accuracy "
+        "[95% interval] at r = R on the same test images, on the baseline's own test set and on the other "
+        "dataset's. A few-shot model is scored on its target only.",
+        "",
+        "| remedy | model | vs | own test set | other dataset's test set |",
+        "|---|---|---|---:|---:|",
+    ]
+    for (a, b, what), by_test in sorted(remedies.items(), key=lambda kv: _remedy_order(*kv[0])):
+        own_ds = parse(b.split("@")[0]).sources[0]
+
+        def diff(x: dict | None) -> str:
+            return "–" if x is None else _interval(x["difference"], *x["ci"], sign="+")
+
+        others = [f"{diff(x)}" + (f" ({e})" if len(tests) > 2 else "") for e, x in by_test.items() if e != own_ds]
+        lines.append(f"| {what} | {a} | {b} | {diff(by_test.get(own_ds))} | {'; '.join(others) or '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _remedy_order(a: str, b: str, what: str) -> tuple:
+    """Remedies without target data first (augmentation, block 5), then few-shot by k, then the union."""
+    m = parse(a.split("@")[0])
+    rank = {"augmented": 0, "fine-tuned": 1, "few-shot": 2, "multi-source": 3}.get(m.kind, 4)
+    return rank, m.k, int(a.split("@")[1]), b
 
 
 def ablation_rows(rows: list[dict]) -> list[dict]:
