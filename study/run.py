@@ -122,6 +122,15 @@ def _tune_allocator() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
 
 
+def _together(args: argparse.Namespace):
+    """In a group of processes, a failure here stops the others at their next barrier."""
+    if getattr(args, "processes", 1) == 1:
+        return contextlib.nullcontext()
+    from study.extraction import distributed
+
+    return distributed.failing_together()
+
+
 def _start_processes(args: argparse.Namespace) -> bool:
     """Join the group of processes of a multi-process `features` run; True for process 0."""
     processes = getattr(args, "processes", 1)
@@ -242,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             _check_writable(ctx.out_dir, "--out")
         lock = held(ctx.out_dir / ".run.lock", f"the results folder {ctx.out_dir}", ctx.echo, wait=False)
         with lock if lead else contextlib.nullcontext():  # a group of processes: process 0 holds it
-            run(ctx, args.command)
+            with _together(args):
+                run(ctx, args.command)
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

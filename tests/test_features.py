@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,22 +118,48 @@ def test_one_feed_decodes_a_stages_units_in_one_set_of_workers(smoke, workers):
     assert not multiprocessing.active_children()
 
 
-def test_two_processes_write_the_cache_one_process_writes(smoke, tmp_path):
-    """`features` started as 2 processes (jax.distributed on 2 local CPU processes, each half of
-    every unit's batches) writes the bytes of the single-process smoke run."""
+def _features_in_2_processes(smoke, cache: Path, tfds_dirs: tuple[Path, Path] | None = None) -> tuple[list, list, float]:
+    """`features --dataset asl_photos` as 2 local processes (jax.distributed), each with its own
+    --tfds-dir if given; their exit statuses, outputs and the seconds until both ended."""
     import socket
+    import time
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cache = tmp_path / "cache"
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    procs = [subprocess.Popen([sys.executable, "-m", "study.run", *args(smoke, "features", "--dataset", "asl_photos",
-                                                                        "--cache-dir", str(cache), "--processes", "2",
-                                                                        "--process-id", str(i), "--coordinator", f"127.0.0.1:{port}")],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    t0 = time.monotonic()
+    procs = []
+    for i in range(2):
+        extra = ["--tfds-dir", str(tfds_dirs[i])] if tfds_dirs else []
+        argv = args(smoke, "features", "--dataset", "asl_photos", "--cache-dir", str(cache), "--processes", "2",
+                    "--process-id", str(i), "--coordinator", f"127.0.0.1:{port}", *extra)
+        procs.append(subprocess.Popen([sys.executable, "-m", "study.run", *argv], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
+    return [p.returncode for p in procs], outs, time.monotonic() - t0
+
+
+def test_two_processes_write_the_cache_one_process_writes(smoke, tmp_path):
+    """`features` started as 2 processes (jax.distributed on 2 local CPU processes, each half of
+    every unit's batches) writes the bytes of the single-process smoke run. When one process
+    fails (here its copy of the prepared images is damaged), both stop within seconds, the
+    other with an error naming it, and nothing is marked done; the same commands run again
+    finish every unit."""
+    cache = tmp_path / "cache"
+    damaged = tmp_path / "tfds"
+    shutil.copytree(layout(smoke)["tfds"], damaged, ignore=shutil.ignore_patterns(".locks"))
+    records = [p for p in damaged.rglob("*.array_record*") if "asl_photos" in str(p)]
+    assert records
+    for p in records:
+        p.write_bytes(b"\0" * p.stat().st_size)
+    codes, outs, seconds = _features_in_2_processes(smoke, cache, (layout(smoke)["tfds"], damaged))
+    assert codes[0] != 0 and codes[1] != 0, "\n".join(o[-2000:] for o in outs)
+    assert seconds < 30, seconds
+    assert "process 1 failed" in outs[0] and "process 0 stops too" in outs[0], outs[0][-2000:]
+    assert not [p for p in cache.rglob("unit.json")]  # no unit marked done
+    codes, outs, _ = _features_in_2_processes(smoke, cache)
+    assert codes == [0, 0], "\n".join(o[-2000:] for o in outs)
     assert len(_same_as_smoke(cache, smoke)) >= 5
     markers = [json.loads(p.read_text()) for p in cache.rglob("unit.json")]
     assert markers and all(m["processes"] == 2 for m in markers if not m.get("from_maps"))

@@ -50,3 +50,7 @@ class FolderBusy(StudyError, RuntimeError):
 
 class TrainingDiverged(StudyError, FloatingPointError):
     """A training loss that is not finite: the run stops, naming the model and the epoch."""
+
+
+class ProcessFailed(StudyError, RuntimeError):
+    """Another process of a multi-process run failed; the message names it and its error."""
