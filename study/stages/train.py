@@ -1,7 +1,8 @@
 """Models trained with optax: heads on cached features, block 5 on cached block-4 maps.
 
-One unit per (model name, resolution R, seed) (names: study.core.names). The loop, with its
-seeded epochs, early stopping, checkpoints every epoch and exact resume, is study.training.fit's.
+One unit per (model name, resolution R, seed) (names: study.core.names). The recipe, with its
+seeded epochs, early stopping, checkpoints every epoch and exact resume, is study.training.fit's;
+the seeds of a head train together in one compiled program (study.training.group).
 Augmented models see each training image as itself or one of its cached augmented views;
 `<dataset>/ft5` models fine-tune block 5 and the head on the cached block-4 maps. Inputs are
 read, and outputs located, through study.core.store.
@@ -10,6 +11,9 @@ read, and outputs located, through study.core.store.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import shutil
 import time
 from pathlib import Path
@@ -35,7 +39,9 @@ from study.core.units import is_done, mark_done
 
 # Bump when training changes what it produces, so that existing heads count as stale.
 # 2: the kept parameters are a copy of the best epoch's (1 kept the last epoch's by aliasing).
-TRAIN_VERSION = 2
+# 3: heads trained with their model's other seeds in one program (study.training.group): the
+#    same heads to float rounding, but not the same bytes.
+TRAIN_VERSION = 3
 
 
 def new_head(cfg: TrainConfig, in_dim: int, seed: int) -> nnx.Module:
@@ -179,33 +185,71 @@ def combined_data(ctx: Context, name: str, R: int, seed: int) -> tuple[tuple, tu
 # A trainer: (context, model name, R, seed, its folder) -> (head, fine-tuned block 5 or None, history).
 Trained = tuple[nnx.Module, "Block5 | None", list[dict]]
 
+# Rows of a group of heads (study.training.group.fit_group): the table of rows (V x N x D, the rows
+# and their views), their labels, each member's row indices, the validation rows, each member's draw.
+Rows = tuple[np.ndarray, np.ndarray, list[np.ndarray], tuple[np.ndarray, np.ndarray], list[dict | None]]
 
-def _train_single(ctx: Context, dataset: str, R: int, seed: int, d: Path) -> Trained:
-    """A single dataset, with its augmented (or flipped) views if any."""
+
+def _single_rows(ctx: Context, dataset: str, R: int, seeds: list[int]) -> Rows:
+    """A single dataset, with its augmented (or flipped) views if any: one table for every seed."""
     m = parse(dataset)
     base = m.sources[0]
     tx, ty, _ = store.load_features(ctx, base, "train", R, R)
-    vx, vy, _ = store.load_features(ctx, base, "validation", R, R)
+    val = store.load_features(ctx, base, "validation", R, R)[:2]
     views = [store.load_features(ctx, base, "train", R, R, view=v)[0] for v in range(1, m.views + 1)]
     views += [store.load_features(ctx, base, "train", R, R, True)[0]] if ctx.preset.train.flip and not m.views else []
-    head, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, views, ctx.echo, _title(dataset, R, seed))
-    return head, None, history
+    return np.stack([tx, *views]), ty, [np.arange(len(ty))] * len(seeds), val, [None] * len(seeds)
 
 
-def _train_combined(ctx: Context, dataset: str, R: int, seed: int, d: Path) -> Trained:
-    """Multi-source and few-shot models; a few-shot model's draw is saved beside it."""
-    (tx, ty), (vx, vy), draw = combined_data(ctx, dataset, R, seed)
-    if draw is not None:
-        write_json_atomic(d / "draw.json", draw)
-    head, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, (), ctx.echo, _title(dataset, R, seed))
-    return head, None, history
+def _combined_rows(ctx: Context, dataset: str, R: int, seeds: list[int]) -> Rows:
+    """Multi-source and few-shot models: a few-shot model draws its target rows per seed, so
+    each seed's rows are its own part of the table."""
+    parts = [combined_data(ctx, dataset, R, seed) for seed in seeds]
+    if parts[0][2] is None:  # multi-source: the same rows for every seed
+        (tx, ty), val, _ = parts[0]
+        return tx[None], ty, [np.arange(len(ty))] * len(seeds), val, [None] * len(seeds)
+    offsets = np.cumsum([0] + [len(p[0][1]) for p in parts])
+    rows = [np.arange(a, b) for a, b in zip(offsets[:-1], offsets[1:])]
+    table = np.concatenate([p[0][0] for p in parts])[None]
+    return table, np.concatenate([p[0][1] for p in parts]), rows, parts[0][1], [p[2] for p in parts]
 
 
-def _train_ablation(ctx: Context, dataset: str, R: int, seed: int, d: Path) -> Trained:
+def _ablation_rows(ctx: Context, dataset: str, R: int, seeds: list[int]) -> Rows:
     parts, _ = store.random_split(ctx, dataset, R)
-    (tx, ty), (vx, vy) = parts["train"], parts["validation"]
-    head, history = train_head(tx, ty, vx, vy, ctx.preset.train, seed, d, (), ctx.echo, _title(dataset, R, seed))
-    return head, None, history
+    (tx, ty), val = parts["train"], parts["validation"]
+    return tx[None], ty, [np.arange(len(ty))] * len(seeds), val, [None] * len(seeds)
+
+
+def train_heads(rows_of, ctx: Context, dataset: str, R: int, seeds: list[int], identity: str) -> list[Trained]:
+    """Every seed of a model's head in one group (study.training.group); the members with rows of
+    another length than the first's (a few-shot draw short of a label) in groups of their own."""
+    from study.training.group import fit_group
+
+    table, labels, rows, (vx, vy), draws = rows_of(ctx, dataset, R, seeds)
+    for seed, draw in zip(seeds, draws):
+        if draw is not None:
+            write_json_atomic(store.model_dir(ctx, dataset, R, seed) / "draw.json", draw)
+    out: dict[int, Trained] = {}
+    for n in dict.fromkeys(len(r) for r in rows):
+        members = [i for i, r in enumerate(rows) if len(r) == n]
+        group = [seeds[i] for i in members]
+        heads = [new_head(ctx.preset.train, table.shape[-1], seed) for seed in group]
+        trained = fit_group(heads, group, table, labels, [rows[i] for i in members], vx, vy, Schedule.of(ctx.preset.train),
+                            group_checkpoint(ctx, dataset, R, group), log=ctx.echo,
+                            names=[_title(dataset, R, s) for s in group], identity=identity)
+        out |= {seed: (head, None, history) for seed, (head, history) in zip(group, trained)}
+    return [out[seed] for seed in seeds]
+
+
+def group_checkpoint(ctx: Context, dataset: str, R: int, seeds: list[int]) -> Path:
+    """Where a group of heads keeps its state between epochs (beside its members' folders)."""
+    return store.model_dir(ctx, dataset, R, seeds[0]).parent / f"checkpoint-seeds{'-'.join(map(str, seeds))}.npz"
+
+
+def _each(trainer):
+    """A trainer of one seed as a trainer of several: each in turn, each resuming from its own checkpoint."""
+    return lambda ctx, dataset, R, seeds, identity: [trainer(ctx, dataset, R, seed, store.model_dir(ctx, dataset, R, seed))
+                                                     for seed in seeds]
 
 
 def _title(dataset: str, R: int, seed: int) -> str:
@@ -226,15 +270,16 @@ def _finetune(ctx: Context, dataset: str, R: int, seed: int, workdir: Path) -> T
 
 
 # Each kind of model (study.core.names.Model.kind; "image-level" for the preset mode that
-# fine-tunes on images): what its unit depends on, and how it is trained.
+# fine-tunes on images): what its unit depends on, and how its seeds are trained: heads on
+# features all seeds together (train_heads), models with a backbone part one seed at a time.
 KINDS: dict[str, tuple] = {
-    "single": (_single_spec, _train_single),
-    "augmented": (_augmented_spec, _train_single),
-    "multi-source": (_combined_spec, _train_combined),
-    "few-shot": (_combined_spec, _train_combined),
-    "ablation": (_ablation_spec, _train_ablation),
-    "fine-tuned": (_block5_spec, train_block5),
-    "image-level": (_image_level_spec, _finetune),
+    "single": (_single_spec, functools.partial(train_heads, _single_rows)),
+    "augmented": (_augmented_spec, functools.partial(train_heads, _single_rows)),
+    "multi-source": (_combined_spec, functools.partial(train_heads, _combined_rows)),
+    "few-shot": (_combined_spec, functools.partial(train_heads, _combined_rows)),
+    "ablation": (_ablation_spec, functools.partial(train_heads, _ablation_rows)),
+    "fine-tuned": (_block5_spec, _each(train_block5)),
+    "image-level": (_image_level_spec, _each(_finetune)),
 }
 
 
@@ -248,36 +293,59 @@ def unit_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
 
 
 def run_stage(ctx: Context) -> None:
-    """Train every model of the plan that is not done (or whose files are damaged)."""
+    """Train every model of the plan that is not done (or whose files are damaged): the seeds of
+    a model that are to be trained, together where its kind allows (KINDS)."""
     for name in ctx.plan.skipped:
         ctx.echo(f"{name}: skipped, its datasets share no label")
+    groups: dict[tuple[str, int], list[int]] = {}
     for dataset, R, seed in ctx.plan.model_seeds:
-        d = store.model_dir(ctx, dataset, R, seed)
-        spec = unit_spec(ctx, dataset, R, seed)
-        if is_done(d / "unit.json", spec, force=ctx.force):
+        groups.setdefault((dataset, R), []).append(seed)
+    for (dataset, R), all_seeds in groups.items():  # in the plan's order: a model's inputs are trained before it
+        members = []
+        for seed in all_seeds:
+            d = store.model_dir(ctx, dataset, R, seed)
+            spec = unit_spec(ctx, dataset, R, seed)
+            if is_done(d / "unit.json", spec, force=ctx.force):
+                continue
+            if (d / "unit.json").exists():  # stale (with --force) or damaged: start over
+                shutil.rmtree(d)
+            d.mkdir(parents=True, exist_ok=True)
+            members.append((seed, spec))
+        if not members:
             continue
-        if (d / "unit.json").exists():  # stale (with --force) or damaged: start over
-            shutil.rmtree(d)
-        d.mkdir(parents=True, exist_ok=True)
+        seeds = [seed for seed, _ in members]
+        identity = hashlib.sha256(json.dumps([spec for _, spec in members], sort_keys=True).encode()).hexdigest()
         t0 = time.perf_counter()
-        name = _title(dataset, R, seed)
-        extra = {}
-        model, block5, history = KINDS[kind(ctx, dataset)][1](ctx, dataset, R, seed, d)
-        if block5 is not None:  # a fine-tuned block 5 is saved beside the head; the backbone is named by its sha256
-            from study.network import weights
+        trained = KINDS[kind(ctx, dataset)][1](ctx, dataset, R, seeds, identity)
+        seconds = round(time.perf_counter() - t0, 2)
+        for (seed, spec), (model, block5, history) in zip(members, trained):
+            _save(ctx, dataset, R, seed, spec, model, block5, history, seconds, seeds)
+        for seed in seeds:
+            (store.model_dir(ctx, dataset, R, seed) / "checkpoint.npz").unlink(missing_ok=True)
+        for ckpt in store.model_dir(ctx, dataset, R, seeds[0]).parent.glob("checkpoint-seeds*.npz"):
+            ckpt.unlink()
 
-            layers = block5.arrays()
-            save_npz(d / "block5.npz", {f"{p}_{i}": a for i, ka in layers.items() for p, a in zip(("kernel", "bias"), ka)})
-            tuned = weights.with_layers(weights.prepared(ctx), layers, f"block 5 fine-tuned ({dataset}@{R} seed {seed})")
-            extra["backbone_sha256"] = tuned.sha256()
-        save_npz(d / "head.npz", head_arrays(model))
-        best = min(history, key=lambda h: h["val_loss"])
-        write_json_atomic(d / "history.json", {"model": name, "history": history, "best_epoch": best["epoch"]})
-        plot_curves(history, d / "curves.png", title=name)
-        files = [d / "head.npz", d / "history.json", d / "curves.png"] + ([d / "block5.npz"] if block5 is not None else [])
-        files += [d / "draw.json"] if (d / "draw.json").is_file() else []
-        mark_done(d / "unit.json", spec, files, epochs=len(history), best_epoch=best["epoch"],
-                  val_accuracy=best["val_accuracy"], seconds=round(time.perf_counter() - t0, 2), **extra)
-        (d / "checkpoint.npz").unlink(missing_ok=True)
-        ctx.echo(f"trained {name}: {len(history)} epochs, best {best['epoch']} "
-                 f"(validation accuracy {best['val_accuracy']:.3f})")
+
+def _save(ctx: Context, dataset: str, R: int, seed: int, spec: dict, model, block5, history: list[dict],
+          seconds: float, trained_with: list[int]) -> None:
+    """A trained model's files and its marker."""
+    d = store.model_dir(ctx, dataset, R, seed)
+    name = _title(dataset, R, seed)
+    extra = {}
+    if block5 is not None:  # a fine-tuned block 5 is saved beside the head; the backbone is named by its sha256
+        from study.network import weights
+
+        layers = block5.arrays()
+        save_npz(d / "block5.npz", {f"{p}_{i}": a for i, ka in layers.items() for p, a in zip(("kernel", "bias"), ka)})
+        tuned = weights.with_layers(weights.prepared(ctx), layers, f"block 5 fine-tuned ({dataset}@{R} seed {seed})")
+        extra["backbone_sha256"] = tuned.sha256()
+    save_npz(d / "head.npz", head_arrays(model))
+    best = min(history, key=lambda h: h["val_loss"])
+    write_json_atomic(d / "history.json", {"model": name, "history": history, "best_epoch": best["epoch"]})
+    plot_curves(history, d / "curves.png", title=name)
+    files = [d / "head.npz", d / "history.json", d / "curves.png"] + ([d / "block5.npz"] if block5 is not None else [])
+    files += [d / "draw.json"] if (d / "draw.json").is_file() else []
+    mark_done(d / "unit.json", spec, files, epochs=len(history), best_epoch=best["epoch"],
+              val_accuracy=best["val_accuracy"], seconds=seconds, trained_with_seeds=trained_with, **extra)
+    ctx.echo(f"trained {name}: {len(history)} epochs, best {best['epoch']} "
+             f"(validation accuracy {best['val_accuracy']:.3f})")
