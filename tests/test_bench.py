@@ -46,3 +46,14 @@ def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeyp
     assert all(len(e["rounds"]) == bench.ROUNDS for e in r["features"].values())
     table = bench.format_table(b)
     assert "model, chosen" in table and "| 32 | 12 | 2 | 512 -> 512 |" in table
+    # training: one head against the preset's seeds together, and block 5 by every path
+    h = b["training"]["heads"]
+    assert h["mflop_per_example"] == round(6 * (512 * 256 + 256 * 29) / 1e6, 3)  # the 512 -> 256 -> 29 MLP
+    assert [r["heads"] for r in h["runs"].values()] == [1, len(ctx.preset.seeds)]
+    for r in h["runs"].values():
+        assert r["examples_per_second"] == pytest.approx(r["heads"] * h["epochs"] * h["rows"] / r["seconds"], rel=0.01)
+    b5 = b["training"]["block5"]
+    assert [(r["R"], r["batch"]) for r in b5] == [(32, ctx.preset.block5.batch_size), (32, 64)][: len(b5)]
+    for r in b5:
+        assert r["map"] == 2 and r["chosen"] == "f2" and set(r["images_per_second"]) == {"chosen", *conv.PATHS}
+    assert "chosen / matmul" in table and "heads together (fit_group)" in table

@@ -86,3 +86,38 @@ def test_path_rule():
     assert conv.choose(8, 8, 512, 512, "cpu", winograd=False) == "xla"
     # elsewhere the platform's convolution (cuDNN chooses its own algorithm)
     assert conv.choose(8, 8, 512, 512, "gpu") == "xla"
+
+
+@pytest.mark.parametrize("h,w", [(4, 4), (2, 2), (5, 3)])
+def test_training_through_every_path_has_xlas_gradient(h, w):
+    """Block 5 trains through study.network.conv's paths with the kernel transformed inside the
+    traced function (conv.transform): the gradients with respect to the kernel, the bias and
+    the input equal those through lax.conv_general_dilated, on a loss that weighs every output."""
+    rng = np.random.default_rng(h * 10 + w)
+    x = jnp.asarray(rng.standard_normal((3, h, w, 16)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 16, 8)), jnp.float32)
+    bias = jnp.asarray(rng.standard_normal(8), jnp.float32)
+    weight = jnp.asarray(rng.standard_normal((3, h, w, 8)), jnp.float32)
+
+    def loss(kernel, bias, x, path):
+        if path == "reference":
+            y = lax.conv_general_dilated(x, kernel, (1, 1), conv.SAME, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                         precision=lax.Precision.HIGHEST)
+        else:
+            y = conv.conv3x3(x, conv.transform(kernel, path), path)
+        return (jax.nn.relu(y + bias) * weight).sum()
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+    want = grad(kernel, bias, x, "reference")
+    for path in conv.PATHS:
+        got = grad(kernel, bias, x, path)
+        for name, g, r in zip(("kernel", "bias", "input"), got, want):
+            assert g.shape == r.shape
+            scale = np.abs(np.asarray(r)).max()
+            assert np.abs(np.asarray(g) - np.asarray(r)).max() / scale < (3e-5 if path == "f4" else 3e-6), (path, name)
+    # the forward pass too, and the transform is prepare's up to float32 rounding
+    for path in conv.PATHS:
+        np.testing.assert_allclose(np.asarray(conv.transform(kernel, path)), np.asarray(conv.prepare(kernel, path)),
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="valid paths"):
+        conv.transform(kernel, "fft")

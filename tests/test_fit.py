@@ -4,7 +4,7 @@ filter resumes exactly, and each epoch shows each row as itself or one of its vi
 import numpy as np
 import pytest
 
-from study.stages import train
+from study.training.heads import loss_acc
 
 
 @pytest.mark.slow  # compiles block 5's training step: 10 s
@@ -25,7 +25,7 @@ def test_block5_and_head_resume_exactly_and_only_trainable_parameters_move(tmp_p
 
     def run(workdir, epochs):
         m = model()
-        return fit(m, 64, fixed_batches(maps[:64], y[:64], batch=16), lambda m: train._loss_acc(m, maps[64:], y[64:]),
+        return fit(m, 64, fixed_batches(maps[:64], y[:64], batch=16), lambda m: loss_acc(m, maps[64:], y[64:]),
                    Schedule(epochs, 16, 1e-2, 1e-4, 100), 1, workdir, log=lambda s: None)
 
     full, h_full = run(tmp_path / "a", 4)

@@ -11,7 +11,7 @@ import pytest
 from study.core.config import TrainConfig
 from study.core.errors import TrainingDiverged
 from study.network.model import head_arrays
-from study.stages import train
+from study.training.heads import new_head, train_head
 from study.training.fit import Schedule
 from study.training.group import fit_group
 
@@ -21,7 +21,7 @@ quiet = lambda s: None
 
 
 def _group(cfg, seeds, table, y, rows, vx, vy, ckpt, identity="g"):
-    heads = [train.new_head(cfg, table.shape[-1], s) for s in seeds]
+    heads = [new_head(cfg, table.shape[-1], s) for s in seeds]
     return fit_group(heads, seeds, table, y, rows, vx, vy, Schedule.of(cfg), ckpt, log=quiet, identity=identity)
 
 
@@ -47,7 +47,7 @@ def test_each_member_is_the_head_fit_trains_alone_from_its_seed(tmp_path, head):
     group = _group(cfg, seeds, np.stack([x, *views]), y, rows, vx, vy, tmp_path / "g.npz")
     lengths = set()
     for seed, r, (head_m, hist_m) in zip(seeds, rows, group):
-        alone, hist = train.train_head(x[r], y[r], vx, vy, cfg, seed, tmp_path / f"alone{seed}", [v[r] for v in views], quiet)
+        alone, hist = train_head(x[r], y[r], vx, vy, cfg, seed, tmp_path / f"alone{seed}", [v[r] for v in views], quiet)
         assert len(hist_m) == len(hist)
         lengths.add(len(hist))
         for a, b in zip(hist, hist_m):

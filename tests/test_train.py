@@ -1,11 +1,11 @@
-"""Head training on features (study.stages.train.train_head): learns, resumes exactly, stops on NaN."""
+"""Head training on features (study.training.heads.train_head): learns, resumes exactly, stops on NaN."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
-from study.stages import train
+from study.training.heads import loss_acc, train_head
 from study.network.model import head_arrays
 from study.core.config import TrainConfig
 from study.core.errors import TrainingDiverged
@@ -22,12 +22,12 @@ def blobs(n, d=16, k=4, seed=0):
 def test_head_learns_separable_classes(tmp_path, head):
     x, y = blobs(500)
     cfg = TrainConfig(head=head, epochs=15, batch_size=64, learning_rate=3e-3)
-    model, history = train.train_head(x[:400], y[:400], x[400:], y[400:], cfg, seed=0, workdir=tmp_path, log=lambda s: None)
+    model, history = train_head(x[:400], y[:400], x[400:], y[400:], cfg, seed=0, workdir=tmp_path, log=lambda s: None)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert max(h["val_accuracy"] for h in history) > 0.9
     # The returned parameters are those of the epoch with the lowest validation loss.
     best = min(history, key=lambda h: h["val_loss"])
-    loss, acc = train._loss_acc(model, x[400:], y[400:])
+    loss, acc = loss_acc(model, x[400:], y[400:])
     assert np.isclose(loss, best["val_loss"], rtol=1e-5) and np.isclose(acc, best["val_accuracy"])
 
 
@@ -35,10 +35,10 @@ def test_resumed_training_ends_where_uninterrupted_training_does(tmp_path):
     x, y = blobs(380, seed=1)
     x, y, vx, vy = x[:300], y[:300], x[300:], y[300:]
     cfg = TrainConfig(epochs=6, batch_size=64, patience=100)
-    full, h_full = train.train_head(x, y, vx, vy, cfg, seed=3, workdir=tmp_path / "a", log=lambda s: None)
+    full, h_full = train_head(x, y, vx, vy, cfg, seed=3, workdir=tmp_path / "a", log=lambda s: None)
     # Interrupted after 3 epochs (the checkpoint of epoch 3 is what a kill leaves), then resumed.
-    train.train_head(x, y, vx, vy, dataclasses.replace(cfg, epochs=3), seed=3, workdir=tmp_path / "b", log=lambda s: None)
-    resumed, h_res = train.train_head(x, y, vx, vy, cfg, seed=3, workdir=tmp_path / "b", log=lambda s: None)
+    train_head(x, y, vx, vy, dataclasses.replace(cfg, epochs=3), seed=3, workdir=tmp_path / "b", log=lambda s: None)
+    resumed, h_res = train_head(x, y, vx, vy, cfg, seed=3, workdir=tmp_path / "b", log=lambda s: None)
     for a, b in zip(h_full, h_res):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
     fa = head_arrays(full)
@@ -52,4 +52,4 @@ def test_nan_loss_stops_with_the_epoch_named(tmp_path):
     x, y = blobs(100)
     x[5, 3] = np.nan
     with pytest.raises(TrainingDiverged, match="epoch 1"):
-        train.train_head(x, y, x[:20], y[:20], TrainConfig(epochs=3, batch_size=100), seed=0, workdir=tmp_path, log=lambda s: None)
+        train_head(x, y, x[:20], y[:20], TrainConfig(epochs=3, batch_size=100), seed=0, workdir=tmp_path, log=lambda s: None)

@@ -97,16 +97,23 @@ class Block5Config:
     Blocks 1-4 stay frozen, so their output is computed once, in the features pass (the
     features units at these resolutions also keep the block-4 maps), and each step runs only
     block 5 and the head: about 9% of VGG16's multiply-adds forward, 27% with the backward
-    pass. Measured on 2 cores at 64 px (4x4x512 maps): 220 images/s training, 650 scoring,
-    so an epoch over both cpu datasets takes about 40 s. The head starts from the frozen
-    baseline head of the same dataset, R and seed, so that the gain is block 5's alone.
+    pass. Block 5's convolutions take study.network.conv's paths, Winograd on CPU (F(4x4) on
+    the 4x4 maps of R = 64: 4x fewer multiplications forward and backward), and the batch is
+    sized for them: a Winograd product is one matrix product per tap, whose rows are the
+    batch's tiles (one per image at 4x4), so it reaches the matrix-multiply rate only with
+    a few hundred rows (measured on 2 cores at R = 64, training images/s: matrix-product path
+    159-164 at batches 256-512, F(4x4) 118 at batch 64, 252-302 at 256, 335 at 512; `bench`
+    measures it). 256 keeps 23 steps per epoch on the cpu preset's asl_alphabet. The
+    learning rate follows the batch by Adam's square-root rule (Malladi et al., 2022): it was
+    1e-4 at batch 64. The head starts from the frozen baseline head of the same dataset, R
+    and seed, so that the gain is block 5's alone.
     """
 
     resolutions: tuple[int, ...] = (64,)  # model resolutions R that get `<dataset>/ft5` models
     epochs: int = 12
-    batch_size: int = 64
+    batch_size: int = 256
     # Small: block 5 holds ImageNet features; a large step would erase them before the head adapts.
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     weight_decay: float = 1e-4
     patience: int = 3
 

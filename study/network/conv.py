@@ -133,6 +133,26 @@ def prepare(kernel_HWIO, path: str) -> jax.Array:
     raise ValueError(f"unknown convolution path {path!r}; valid paths: {', '.join(PATHS)}")
 
 
+def transform(kernel_HWIO: jax.Array, path: str) -> jax.Array:
+    """`prepare` inside a traced function, in float32: for training, where the kernel is a
+    parameter and its gradient flows back through the transform. Every path is linear in the
+    kernel and in the input, so autodiff's backward pass of a Winograd convolution is made of
+    Winograd transforms and the same batched matrix products (the gradient of U = G g G^T
+    is G^T dU G); `bench` times training through each path."""
+    if kernel_HWIO.shape[:2] != (3, 3):
+        raise ValueError(f"3x3 kernels only, got {kernel_HWIO.shape}")
+    if path == "xla":
+        return kernel_HWIO
+    if path == "matmul":
+        return kernel_HWIO.reshape(9 * kernel_HWIO.shape[2], kernel_HWIO.shape[3])
+    if path in WINOGRAD:
+        _, G, _ = matrices(WINOGRAD[path])
+        G = jnp.asarray(G, jnp.float32)
+        u = jnp.einsum("ai,ijco,bj->abco", G, kernel_HWIO, G)
+        return u.reshape(-1, *kernel_HWIO.shape[2:])
+    raise ValueError(f"unknown convolution path {path!r}; valid paths: {', '.join(PATHS)}")
+
+
 SAME = ((1, 1), (1, 1))
 
 

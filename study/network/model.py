@@ -159,11 +159,13 @@ def _pool(x: jax.Array) -> jax.Array:
     return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
 
 
-def block5_conv(convs, maps_BxHxWxC: jax.Array) -> jax.Array:
-    """Block 5's three convolutions with ReLU, before its pooling: Grad-CAM's map."""
+def block5_conv(convs, maps_BxHxWxC: jax.Array, path: str | None = None) -> jax.Array:
+    """Block 5's three convolutions with ReLU, before its pooling: Grad-CAM's map. `path`:
+    study.network.conv's path for every convolution, or None for its rule (`choose`)."""
     x = maps_BxHxWxC
     for conv in convs:
-        x = nnx.relu(_conv3x3(conv, x))
+        b, h, w, c = x.shape
+        x = nnx.relu(_conv3x3(conv, x, path or conv_lib.choose(h, w, c, conv.out_features)))
     return x
 
 
@@ -171,16 +173,20 @@ class Block5(nnx.Module):
     """VGG16's block 5 on its own, from block-4 maps to pooled features: what `<dataset>/ft5`
     models fine-tune (study.stages.train) on cached maps (study.stages.features)."""
 
-    def __init__(self, channels_in: int = 512, channels: int = 512, *, rngs: nnx.Rngs):
+    def __init__(self, channels_in: int = 512, channels: int = 512, *, path: str | None = None, rngs: nnx.Rngs):
         ins = (channels_in, channels, channels)
         self.convs = nnx.List([nnx.Conv(i, channels, kernel_size=(3, 3), padding="SAME", rngs=rngs) for i in ins])
         self.features_dim = channels
+        # None: each convolution takes study.network.conv.choose's path for its map, as the
+        # features do (Winograd on CPU, 2.25-4x fewer multiplications, forward and backward);
+        # a path name forces it (bench compares them).
+        self.path = path
 
     @classmethod
-    def of(cls, backbone: VGG16Backbone) -> "Block5":
+    def of(cls, backbone: VGG16Backbone, path: str | None = None) -> "Block5":
         """A copy of a backbone's block 5 (its own arrays: training it leaves the backbone alone)."""
         convs = [backbone.convs[i] for i in BLOCK5]
-        b = cls(convs[0].in_features, convs[0].out_features, rngs=nnx.Rngs(0))
+        b = cls(convs[0].in_features, convs[0].out_features, path=path, rngs=nnx.Rngs(0))
         for mine, theirs in zip(b.convs, convs):
             mine.kernel[...] = jnp.array(theirs.kernel[...])
             mine.bias[...] = jnp.array(theirs.bias[...])
@@ -198,20 +204,23 @@ class Block5(nnx.Module):
         return {i: (np.array(c.kernel[...]), np.array(c.bias[...])) for i, c in zip(BLOCK5, self.convs)}
 
     def conv_map(self, maps_BxHxWxC: jax.Array) -> jax.Array:
-        return block5_conv(self.convs, maps_BxHxWxC)
+        return block5_conv(self.convs, maps_BxHxWxC, self.path)
 
     def __call__(self, maps_BxHxWxC: jax.Array) -> jax.Array:
         return _pool(self.conv_map(maps_BxHxWxC)).mean(axis=(1, 2))
 
 
-def _conv3x3(conv: nnx.Conv, x_BxHxWxC: jax.Array) -> jax.Array:
-    """A trainable convolution: XLA's, or the matrix product on maps of at most
-    study.network.conv.SMALL_MAP pixels (where XLA's CPU convolution is pathological)."""
+def _conv3x3(conv: nnx.Conv, x_BxHxWxC: jax.Array, path: str | None = None) -> jax.Array:
+    """A trainable convolution by study.network.conv's `path`, its kernel transformed inside
+    the traced function so that the gradient reaches it. None: XLA's convolution, or the
+    matrix product on maps of at most study.network.conv.SMALL_MAP pixels (where XLA's CPU
+    convolution is pathological): the reference VGG16Backbone's paths."""
     b, h, w, c = x_BxHxWxC.shape
-    if h * w > conv_lib.SMALL_MAP:
+    if path is None:
+        path = "xla" if h * w > conv_lib.SMALL_MAP else "matmul"
+    if path == "xla":
         return conv(x_BxHxWxC)
-    kernel = conv.kernel[...].reshape(9 * c, -1)  # HWIO -> (dy, dx, c) x O, the patches' order
-    return conv_lib.conv3x3(x_BxHxWxC, kernel, "matmul") + conv.bias[...]
+    return conv_lib.conv3x3(x_BxHxWxC, conv_lib.transform(conv.kernel[...], path), path) + conv.bias[...]
 
 
 class MLPHead(nnx.Module):
@@ -275,7 +284,7 @@ def param_count(module: nnx.Module) -> int:
 SAVED = nnx.Any(nnx.Param, nnx.BatchStat)
 # Rows per call when computing logits: one fixed shape, compiled once.
 LOGITS_BATCH = 1024
-MAPS_BATCH = 128
+MAPS_BATCH = 256  # block 5's Winograd products want a few hundred tiles (see Block5Config)
 
 
 def state_arrays(state) -> dict[str, np.ndarray]:

@@ -20,6 +20,17 @@ the ones it is compared with, and reported as a ratio to them:
    - the features end to end (pipeline and model, as `features` runs them) on the first
      images of a prepared training split, direct and chosen in turns (the median of 3).
 
+3. training (random inputs of the real shapes, nothing read from disk):
+   - heads on features: one head trained by `fit` (a Python step loop, as before) against
+     the preset's seeds trained together by `fit_group` (one compiled program per epoch), a
+     few epochs over the first dataset's number of training rows at the preset's batch,
+     compilation excluded: heads/s, examples/s and the share of the matrix-multiply rate that
+     the heads' arithmetic (6 x the weights' size per example, forward and backward) reaches;
+   - block 5 fine-tuned on block-4 maps (study.stages.train.train_block5's step: block 5 and the
+     head forward and backward, AdamW) at each of the preset's block-5 resolutions, with each
+     convolution path and the rule's, at the preset's batch and at 64: training images/s, the
+     paths timed in turns.
+
 Written to results/<preset>/bench.json (`--out`) and printed as a table; in the study of
 record's own folder to bench.local.json (ignored by git) unless `--record` (Context.bench_path).
 """
@@ -35,6 +46,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from study.datasets import open_builder
@@ -42,7 +54,7 @@ from study.network import conv
 from study.core.context import Context
 from study.core.files import write_json_atomic
 from study.network import weights as weights_lib
-from study.network.model import FrozenVGG16
+from study.network.model import Block5, Classifier, FrozenVGG16
 
 MATMUL_N = 4096
 PLANS = ("direct", "f2", "f4", "chosen")
@@ -179,6 +191,97 @@ def end_to_end(ctx: Context, resolution: int, images: int, weights) -> dict[str,
                    "rounds": r} for plan, r in rates.items()}
 
 
+# Training heads: epochs timed (each run once before, to compile).
+HEAD_EPOCHS = 4
+# Block 5 is timed at the preset's batch and at this one (its batch before Winograd training).
+BLOCK5_SMALL_BATCH = 64
+
+
+def head_flops_per_example(head) -> int:
+    """Forward and backward FLOPs of a head per example: 2 per weight forward, 4 backward
+    (the gradients of the inputs and of the weights)."""
+    return sum(6 * int(np.prod(k.shape)) for k in jax.tree.leaves(nnx.state(head, nnx.Param)) if k.ndim == 2)
+
+
+def heads_training(ctx: Context, rows: int, mm_gflops: float) -> dict:
+    """One head by `fit` against the preset's seeds by `fit_group`, HEAD_EPOCHS epochs each
+    (no early stopping), on random features; compilation excluded (each timed on its second run)."""
+    import dataclasses as dc
+    import tempfile
+
+    from study.core.labels import CANONICAL
+    from study.training.heads import new_head, train_head
+    from study.training.fit import Schedule
+    from study.training.group import fit_group
+
+    cfg = dc.replace(ctx.preset.train, epochs=HEAD_EPOCHS, patience=HEAD_EPOCHS)
+    seeds = list(ctx.preset.seeds)
+    rng = np.random.default_rng(0)
+    dim = 512
+    x = rng.standard_normal((rows, dim)).astype(np.float32)
+    y = rng.integers(0, len(CANONICAL), rows)
+    vx, vy = x[: rows // 8], y[: rows // 8]
+
+    def one(tmp: Path) -> None:
+        train_head(x, y, vx, vy, cfg, 0, tmp, log=lambda *_: None)
+
+    def group(tmp: Path) -> None:
+        heads = [new_head(cfg, dim, s) for s in seeds]
+        fit_group(heads, seeds, x[None], y, [np.arange(rows)] * len(seeds), vx, vy, Schedule.of(cfg),
+                  tmp / "checkpoint.npz", log=lambda *_: None)
+
+    seconds = {}
+    for name, fn in (("one head (fit)", one), (f"{len(seeds)} heads together (fit_group)", group)):
+        times = []
+        for _ in range(2):  # the first compiles
+            with tempfile.TemporaryDirectory() as tmp:
+                t = time.perf_counter()
+                fn(Path(tmp))
+                times.append(time.perf_counter() - t)
+        seconds[name] = times[-1]
+    flops = head_flops_per_example(new_head(cfg, dim, 0))
+    out = {"rows": rows, "epochs": HEAD_EPOCHS, "batch": cfg.batch_size, "mflop_per_example": round(flops / 1e6, 3),
+           "runs": {}}
+    for (name, s), heads in zip(seconds.items(), (1, len(seeds))):
+        examples = heads * HEAD_EPOCHS * rows / s
+        out["runs"][name] = {"heads": heads, "seconds": round(s, 2), "heads_per_second": round(heads / s, 3),
+                             "examples_per_second": round(examples), "gflops": round(examples * flops / 1e9, 1),
+                             "share_of_matmul": round(examples * flops / 1e9 / mm_gflops, 3)}
+    return out
+
+
+def block5_training(ctx: Context, backbone, R: int) -> list[dict]:
+    """Training images/s of block 5 and the head on R/16 maps, per path and batch, in turns."""
+    import optax
+
+    from study.core.labels import CANONICAL
+    from study.network.model import MLPHead
+    from study.training.fit import _step
+
+    side = R // 16
+    cfg = ctx.preset.block5
+    rows = []
+    for batch in sorted({cfg.batch_size, BLOCK5_SMALL_BATCH}, reverse=True):
+        x = jax.random.normal(jax.random.key(0), (batch, side, side, 512))
+        y = jnp.zeros(batch, jnp.int32)
+        calls, paths = {}, {}
+        for path in (None,) + conv.PATHS:
+            model = Classifier(Block5.of(backbone, path), MLPHead(512, len(CANONICAL), rngs=nnx.Rngs(0)))
+            opt = nnx.Optimizer(model, optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay), wrt=nnx.Param)
+            name = path or "chosen"
+            calls[name] = (_step(nnx.Param), model, opt, x, y)
+            paths[name] = path or conv.choose(side, side, 512, 512)
+        rates = {k: round(batch / v, 1) for k, v in timed_in_turns(calls).items()}
+        rows.append({"R": R, "map": side, "batch": batch, "chosen": paths["chosen"], "images_per_second": rates,
+                     "chosen_over_matmul": round(rates["chosen"] / rates["matmul"], 2)})
+    return rows
+
+
+def _first_training_rows(ctx: Context) -> int:
+    """The number of training images of the preset's first dataset (bench runs after prepare)."""
+    return len(_training_source(ctx)[1])
+
+
 def _worker_counts() -> list[int]:
     from study.datasets.pipeline import default_workers
 
@@ -229,6 +332,11 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
                         "input_2_over_1": round(rate[2] / rate[1], 2)},
             "layers": layer_rates(backbone, R, batch),
         }
+    ctx.echo("bench: training ...")
+    result["training"] = {
+        "heads": heads_training(ctx, _first_training_rows(ctx), mm),
+        "block5": [row for R in ctx.preset.block5.resolutions for row in block5_training(ctx, backbone, R)],
+    }
     path = out or ctx.bench_path
     write_json_atomic(path, result)
     ctx.echo(format_table(result))
@@ -257,6 +365,8 @@ def format_table(b: dict, layers: bool = True) -> str:
     for R, r in b["resolutions"].items():
         sp = r["speedup"]
         lines.append(f"| {R} | {sp['model']:.2f}x | {sp['features']:.2f}x | {sp['input_2_over_1']:.2f}x |")
+    if "training" in b:
+        lines += [""] + training_table(b["training"])
     if not layers:
         return "\n".join(lines)
     lines.append("")
@@ -267,3 +377,21 @@ def format_table(b: dict, layers: bool = True) -> str:
             cells = " | ".join(f"{x['gflops'][p]:.0f}" if p in x["gflops"] else "-" for p in conv.PATHS)
             lines.append(f"| {R} | {x['layer']} | {x['map']} | {x['c_in']} -> {x['c_out']} | {cells} | {x['chosen']} |")
     return "\n".join(lines)
+
+
+def training_table(t: dict) -> list[str]:
+    h = t["heads"]
+    lines = [f"Training heads on random features: {h['rows']:,} rows, {h['epochs']} epochs, batch {h['batch']}, "
+             f"{h['mflop_per_example']} MFLOP per example forward and backward:", "",
+             "| heads | seconds | heads/s | examples/s | GFLOP/s | share of matmul |", "|---|---:|---:|---:|---:|---:|"]
+    for name, r in h["runs"].items():
+        lines.append(f"| {name} | {r['seconds']:.2f} | {r['heads_per_second']:.3f} | {r['examples_per_second']:,} | "
+                     f"{r['gflops']:.1f} | {r['share_of_matmul']:.3f} |")
+    lines += ["", "Training block 5 and the head on block-4 maps, images/s per convolution path:", "",
+              "| R | map | batch | " + " | ".join(conv.PATHS) + " | chosen | chosen / matmul |",
+              "|---|---:|---:|" + "---:|" * len(conv.PATHS) + "---|---:|"]
+    for r in t["block5"]:
+        cells = " | ".join(f"{r['images_per_second'][p]:.0f}" for p in conv.PATHS)
+        lines.append(f"| {r['R']} | {r['map']}x{r['map']} | {r['batch']} | {cells} | "
+                     f"{r['chosen']} {r['images_per_second']['chosen']:.0f} | {r['chosen_over_matmul']:.2f}x |")
+    return lines

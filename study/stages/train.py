@@ -18,14 +18,11 @@ import shutil
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from study.datasets import open_builder
 from study.core import store
-from study.core.config import TrainConfig
 from study.core.context import Context
 from study.core.errors import StaleResultError
 from study.core.labels import CANONICAL
@@ -33,7 +30,8 @@ from study.core.splits import spread_draw
 from study.core.files import write_json_atomic
 from study.core.names import RANDOM, parse
 from study.training.fit import Schedule, fit, fixed_batches, save_npz
-from study.network.model import Block5, Classifier, head_arrays, head_from_arrays, make_head, predict_logits
+from study.training.heads import loss_acc, new_head
+from study.network.model import Block5, Classifier, head_arrays, head_from_arrays
 from study.core.plots import plot_curves
 from study.core.units import is_done, mark_done
 
@@ -44,34 +42,14 @@ from study.core.units import is_done, mark_done
 TRAIN_VERSION = 3
 
 
-def new_head(cfg: TrainConfig, in_dim: int, seed: int) -> nnx.Module:
-    return make_head(cfg.head, in_dim, len(CANONICAL), rngs=nnx.Rngs(params=seed, dropout=seed))
-
-
-def _loss_acc(model, x, labels) -> tuple[float, float]:
-    logits = predict_logits(model, x, len(CANONICAL))
-    loss = optax.softmax_cross_entropy_with_integer_labels(jnp.asarray(logits), jnp.asarray(labels))
-    return float(loss.mean()), float((logits.argmax(-1) == labels).mean())
-
-
-def train_head(train_x, train_y, val_x, val_y, cfg: TrainConfig, seed: int, workdir: Path,
-               views: list[np.ndarray] = (), log=print, name: str = "") -> tuple[nnx.Module, list[dict]]:
-    """Train one head on features (study.training.fit); with `views`, each training row is shown each
-    epoch as itself or one of its views (augmented or flipped features, row for row).
-    Resumes from `workdir/checkpoint.npz` if a run was interrupted."""
-    model = new_head(cfg, train_x.shape[1], seed)
-    return fit(model, len(train_y), fixed_batches(train_x, train_y, list(views), cfg.batch_size),
-               lambda m: _loss_acc(m, val_x, val_y), Schedule.of(cfg), seed, workdir, log=log, name=name)
-
-
 def train_block5(ctx: Context, dataset: str, R: int, seed: int, workdir: Path) -> tuple[nnx.Module, Block5, list[dict]]:
     """`<dataset>/ft5`: block 5 (from ImageNet) and the head (from the frozen baseline model of
     the same dataset, R and seed) fine-tuned together on cached block-4 maps.
 
     Budget: block 5 is 9% of VGG16's multiply-adds; forward and backward, about 27% of one
-    full forward pass per image and epoch, nothing for blocks 1-4 (cached). Measured on 2
-    cores at 64 px: 220 images/s training, so an epoch of the cpu preset's asl_alphabet
-    (5,883 images) takes 27 s.
+    full forward pass per image and epoch, nothing for blocks 1-4 (cached). Its convolutions
+    take study.network.conv's paths (Winograd on CPU; see Block5Config for the rates and the
+    batch); `bench` measures training images/s per path.
     """
     from study.network import weights
 
@@ -84,7 +62,7 @@ def train_block5(ctx: Context, dataset: str, R: int, seed: int, workdir: Path) -
     tx, ty = store.load_maps(ctx, base, "train", R)
     vx, vy = store.load_maps(ctx, base, "validation", R)
     model = Classifier(block5, head)
-    model, history = fit(model, len(ty), fixed_batches(tx, ty, batch=cfg.batch_size), lambda m: _loss_acc(m, vx, vy),
+    model, history = fit(model, len(ty), fixed_batches(tx, ty, batch=cfg.batch_size), lambda m: loss_acc(m, vx, vy),
                          Schedule.of(cfg), seed, workdir, log=ctx.echo, name=f"{dataset}/ft5@{R} seed {seed}")
     return model.head, model.backbone, history
 
