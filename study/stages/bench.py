@@ -395,3 +395,20 @@ def training_table(t: dict) -> list[str]:
         lines.append(f"| {r['R']} | {r['map']}x{r['map']} | {r['batch']} | {cells} | "
                      f"{r['chosen']} {r['images_per_second']['chosen']:.0f} | {r['chosen_over_matmul']:.2f}x |")
     return lines
+
+
+def training_summary(b: dict) -> str:
+    """The README's sentence on training speed, from a bench result."""
+    import textwrap
+
+    h = list(b["training"]["heads"]["runs"].values())
+    one, group = h[0], h[-1]
+    b5 = max(b["training"]["block5"], key=lambda r: (r["batch"], r["R"]))
+    tile = f"Winograd F({conv.WINOGRAD[b5['chosen']]}x{conv.WINOGRAD[b5['chosen']]})" if b5["chosen"] in conv.WINOGRAD \
+        else f"the {b5['chosen']} path"
+    text = (f"Training on {b['cpu_count']} cores (`bench`): the {group['heads']} seeds of a head train together at "
+            f"{group['examples_per_second']:,} examples/s, {group['examples_per_second'] / one['examples_per_second']:.1f}x "
+            f"one head alone ({group['share_of_matmul']:.0%} of the matrix-multiply rate); block 5 at R = {b5['R']} trains "
+            f"at {b5['images_per_second']['chosen']:.0f} images/s (batch {b5['batch']}) by {tile}, "
+            f"{b5['chosen_over_matmul']:.1f}x its matrix-product path.")
+    return textwrap.fill(text, 92) + "\n"
