@@ -220,7 +220,7 @@ class Preset:
 # The study on the real subsets in ../shared/data (asl_alphabet, asl_photos; Lexset when present),
 # on 2 CPU cores: `all` takes about 70 minutes from scratch on an AMD EPYC without AVX-512
 # (features 36.8 with Winograd convolutions, of which 11.1 for the augmented views, 19.4 on
-# a machine with AVX-512; train 26.7, of which 18.2 for block 5 and 4.4 for 90 heads;
+# a machine with AVX-512; train 26.7, of which 18.2 for block 5 and 7.9 for 90 heads;
 # evaluate 4.2; report under 1), within issue 9's 90-minute budget, which is why
 # augmentation and block 5 run at R = 64 only.
 # The study of record (RECORD below).
