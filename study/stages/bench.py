@@ -37,16 +37,20 @@ record's own folder to bench.local.json (ignored by git) unless `--record` (Cont
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import shutil
 import statistics
+import tempfile
+import textwrap
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from study.datasets import open_builder
@@ -54,7 +58,11 @@ from study.network import conv
 from study.core.context import Context
 from study.core.files import write_json_atomic
 from study.network import weights as weights_lib
-from study.network.model import Block5, Classifier, FrozenVGG16
+from study.core.labels import CANONICAL
+from study.network.model import Block5, Classifier, FrozenVGG16, MLPHead
+from study.training.fit import Schedule, train_step
+from study.training.group import fit_group
+from study.training.heads import new_head, train_head
 
 MATMUL_N = 4096
 PLANS = ("direct", "f2", "f4", "chosen")
@@ -167,8 +175,6 @@ def end_to_end(ctx: Context, resolution: int, images: int, weights) -> dict[str,
     """The features pass (study.extraction.extract.compute) over the first `images` training images,
     with direct convolution and with the chosen paths in turns, ROUNDS times each (after one
     batch each to compile): per plan the median images/s and every round's."""
-    import tempfile
-
     from study.extraction import extract
     from study.datasets import pipeline
 
@@ -206,15 +212,7 @@ def head_flops_per_example(head) -> int:
 def heads_training(ctx: Context, rows: int, mm_gflops: float) -> dict:
     """One head by `fit` against the preset's seeds by `fit_group`, HEAD_EPOCHS epochs each
     (no early stopping), on random features; compilation excluded (each timed on its second run)."""
-    import dataclasses as dc
-    import tempfile
-
-    from study.core.labels import CANONICAL
-    from study.training.heads import new_head, train_head
-    from study.training.fit import Schedule
-    from study.training.group import fit_group
-
-    cfg = dc.replace(ctx.preset.train, epochs=HEAD_EPOCHS, patience=HEAD_EPOCHS)
+    cfg = dataclasses.replace(ctx.preset.train, epochs=HEAD_EPOCHS, patience=HEAD_EPOCHS)
     seeds = list(ctx.preset.seeds)
     rng = np.random.default_rng(0)
     dim = 512
@@ -252,12 +250,6 @@ def heads_training(ctx: Context, rows: int, mm_gflops: float) -> dict:
 
 def block5_training(ctx: Context, backbone, R: int) -> list[dict]:
     """Training images/s of block 5 and the head on R/16 maps, per path and batch, in turns."""
-    import optax
-
-    from study.core.labels import CANONICAL
-    from study.network.model import MLPHead
-    from study.training.fit import _step
-
     side = R // 16
     cfg = ctx.preset.block5
     rows = []
@@ -269,7 +261,7 @@ def block5_training(ctx: Context, backbone, R: int) -> list[dict]:
             model = Classifier(Block5.of(backbone, path), MLPHead(512, len(CANONICAL), rngs=nnx.Rngs(0)))
             opt = nnx.Optimizer(model, optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay), wrt=nnx.Param)
             name = path or "chosen"
-            calls[name] = (_step(nnx.Param), model, opt, x, y)
+            calls[name] = (train_step(nnx.Param), model, opt, x, y)
             paths[name] = path or conv.choose(side, side, 512, 512)
         rates = {k: round(batch / v, 1) for k, v in timed_in_turns(calls).items()}
         rows.append({"R": R, "map": side, "batch": batch, "chosen": paths["chosen"], "images_per_second": rates,
@@ -399,8 +391,6 @@ def training_table(t: dict) -> list[str]:
 
 def training_summary(b: dict) -> str:
     """The README's sentence on training speed, from a bench result."""
-    import textwrap
-
     h = list(b["training"]["heads"]["runs"].values())
     one, group = h[0], h[-1]
     b5 = max(b["training"]["block5"], key=lambda r: (r["batch"], r["R"]))

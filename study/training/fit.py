@@ -55,7 +55,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 _steps: dict = {}
 
 
-def _step(wrt):
+def train_step(wrt):
     """The jitted training step for parameters `wrt` (one per filter, compiled once per shape)."""
     if wrt not in _steps:
 
@@ -103,7 +103,7 @@ def fit(model: nnx.Module, n: int, batches: Batches, validate: Callable[[nnx.Mod
         log(f"{name}: resuming after epoch {start}")
     batch = min(schedule.batch_size, n)
     steps = -(-n // batch)
-    step = _step(wrt)
+    step = train_step(wrt)
     for epoch in range(start, schedule.epochs):
         if bad >= schedule.patience:
             break
