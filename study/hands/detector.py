@@ -53,9 +53,21 @@ def anchors() -> np.ndarray:
 ANCHORS = anchors()
 
 
+# OpenCV's bilinear warp of a uint8 image places each sample on a 1/32-pixel grid
+# (INTER_TAB_SIZE) and rounds the result to uint8; doing the same brings the landmarks from
+# a median 0.34 px to 0.18 px of MediaPipe's on 35 real images.
+SUBPIXEL = 32
+
+
 def sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, border: str) -> np.ndarray:
-    """Bilinear samples of an H x W x 3 image at OpenCV coordinates; outside it, zero
-    (`border="zero"`) or the nearest edge pixel (`"replicate"`)."""
+    """Bilinear samples of an H x W x 3 uint8 image at OpenCV coordinates, as OpenCV's warp
+    takes them (see SUBPIXEL); outside it, zero (`border="zero"`) or the nearest edge pixel
+    (`"replicate"`)."""
+    xs, ys = np.round(xs * SUBPIXEL) / SUBPIXEL, np.round(ys * SUBPIXEL) / SUBPIXEL
+    return np.clip(np.round(_bilinear(image, xs, ys, border)), 0, 255)
+
+
+def _bilinear(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, border: str) -> np.ndarray:
     h, w = image.shape[:2]
     img = image.astype(np.float32)
     x0, y0 = np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64)
