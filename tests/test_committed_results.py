@@ -101,3 +101,19 @@ def test_readme_findings_are_the_committed_numbers():
     readme = (REPO / "README.md").read_text()
     block = readme.split("<!-- findings:cpu -->\n", 1)[1].split("<!-- /findings:cpu -->", 1)[0]
     assert block == findings(json.loads((REPO / "results" / "cpu" / "paper_numbers.json").read_text()))
+
+
+def test_committed_hand_detection_is_whole_and_the_docs_quote_it():
+    """Every committed dataset carries the hands stage's summary, consistent with its splits;
+    docs/method.md quotes its detection rates."""
+    doc = json.loads((REPO / "results/cpu/datasets.json").read_text())
+    method = (REPO / "docs/method.md").read_text().replace("\n", " ")
+    for name, d in doc["datasets"].items():
+        h = d["hands"]
+        for split, info in d["splits"].items():
+            got = h["splits"][split]
+            assert got["images"] == info["images"] and got["found"] + len(h["misses"][split]) == info["images"]
+            assert {c: v["images"] for c, v in got["per_class"].items()} == info["per_class"]
+            assert sum(got["by_try"].values()) == got["found"]
+        plain = sum(s["by_try"]["plain"] for s in h["splits"].values()) / h["images"]
+        assert f"{100 * h['rate']:.1f}% of `{name}`'s ({100 * plain:.1f}% by the plain try" in method, name

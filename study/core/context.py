@@ -13,7 +13,7 @@ from typing import Any, Callable
 from study.core.config import RECORD, Preset
 from study.core.errors import DatasetError, MissingResults
 from study.core.plan import Plan
-from study.core.units import fingerprint
+from study.core.units import dataset_fingerprint
 
 
 def default_out(preset: str) -> Path:
@@ -63,7 +63,7 @@ class Context:
         preset = get_preset(json.loads((out_dir / "datasets.json").read_text())["preset"])
         return cls(preset, data_dir=Path("data"), out_dir=out_dir, **options)
 
-    def _written_by_prepare(self, name: str) -> dict[str, Any]:
+    def written_by_prepare(self, name: str) -> dict[str, Any]:
         path = self.out_dir / name
         if not path.is_file():
             raise DatasetError(f"{path} not found: run `python -m study.run prepare --preset {self.preset.name}` first")
@@ -72,7 +72,7 @@ class Context:
     @cached_property
     def prepared(self) -> dict[str, Any]:
         """datasets.json as prepare wrote it, with the folders of `with_folder` among its datasets."""
-        prepared = self._written_by_prepare("datasets.json")
+        prepared = self.written_by_prepare("datasets.json")
         return prepared | {"datasets": prepared["datasets"] | {n: s for n, (_, s) in self.folders.items()}}
 
     @property
@@ -109,9 +109,8 @@ class Context:
         return Plan(self.preset, self.prepared["datasets"])
 
     def dataset_fingerprint(self, name: str) -> str:
-        d = self.prepared["datasets"][name]
-        return fingerprint({"tfds_name": d["tfds_name"], "archive": d["archive"]["listing_sha256"]})
+        return dataset_fingerprint(self.prepared["datasets"][name])
 
     @cached_property
     def weights_record(self) -> dict[str, Any]:
-        return self._written_by_prepare("weights.json")
+        return self.written_by_prepare("weights.json")

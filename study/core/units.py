@@ -31,6 +31,12 @@ def fingerprint(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def dataset_fingerprint(summary: dict[str, Any]) -> str:
+    """Names a prepared dataset by what `datasets.json` says of it: its TFDS name (which holds
+    the preset's storage settings) and its archive's listing."""
+    return fingerprint({"tfds_name": summary["tfds_name"], "archive": summary["archive"]["listing_sha256"]})
+
+
 # sha256 of files already hashed by this process, by (path, inode, size, mtime): a stage asks
 # about the same cached features many times.
 _hashed: dict[tuple, str] = {}

@@ -21,9 +21,21 @@ corners map onto the output's corners, and sampling is bilinear without antialia
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
+
+from study.core.errors import WeightsError
+
+# The two model files, committed with their licence in study/hands/models (README.md there).
+MODELS_DIR = Path(__file__).parent / "models"
+MODEL_FILES = {
+    "palm": ("palm_detection_full.tflite", "1b14e9422c6ad006cde6581a46c8b90dd573c07ab7f3934b5589e7cea3f89a54"),
+    "landmark": ("hand_landmark_full.tflite", "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3"),
+}
+WHEEL = "mediapipe==0.10.14"
 
 PALM_SIZE, LANDMARK_SIZE = 192, 224
 SCORE_THRESHOLD, IOU_THRESHOLD, PRESENCE_THRESHOLD = 0.5, 0.3, 0.5
@@ -150,8 +162,33 @@ def _normalize_radians(a: float) -> float:
     return a - 2 * math.pi * math.floor((a + math.pi) / (2 * math.pi))
 
 
+def model_files(folder: Path | None = None) -> dict[str, Path]:
+    """The two model files in `folder` (default: the package's), each checked against its
+    sha256; WeightsError naming the file, both hashes and how to get the right one."""
+    folder = Path(folder) if folder is not None else MODELS_DIR
+    out = {}
+    for role, (name, want) in MODEL_FILES.items():
+        path = folder / name
+        how = (f"they come inside the {WHEEL} wheel: `pip download {WHEEL} --no-deps -d /tmp/mp && unzip -j "
+               f"/tmp/mp/mediapipe-*.whl 'mediapipe/modules/*/{name}' -d {folder}` (study/hands/models/README.md)")
+        if not path.is_file():
+            raise WeightsError(f"the hand {role} model {path} is missing; {how}")
+        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        if got != want:
+            raise WeightsError(f"the hand {role} model {path} is not the expected file (sha256 {got}, "
+                               f"expected {want}); {how}")
+        out[role] = path
+    return out
+
+
 class HandLandmarker:
-    """Both models in LiteRT interpreters (one thread each: the study runs images in parallel)."""
+    """Both models in LiteRT interpreters (one thread each: the study runs images in parallel).
+    `HandLandmarker.load()` checks the files first."""
+
+    @classmethod
+    def load(cls, folder: Path | None = None, threads: int = 1) -> "HandLandmarker":
+        files = model_files(folder)
+        return cls(str(files["palm"]), str(files["landmark"]), threads)
 
     def __init__(self, palm_model: str, landmark_model: str, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter

@@ -10,6 +10,7 @@ is found it says where each goes and how to get it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,6 +67,7 @@ def prepare(
             f"none of the {preset.name} preset's datasets was found in {data_dir}.\n"
             + where_to_put(preset, data_dir)
         )
+    _keep_hands(out_dir / "datasets.json", summaries)
     doc = {
         "preset": preset.name,
         "storage_size": preset.storage_size,
@@ -78,6 +80,19 @@ def prepare(
     write_json_unless_same(out_dir / "datasets.json", doc)
     write_csv_unless_same(out_dir / store.IMAGES, IMAGE_COLUMNS, images)
     return doc
+
+
+def _keep_hands(path: Path, summaries: dict[str, Any]) -> None:
+    """What the hands stage added to datasets.json, kept for each dataset that is still the same."""
+    try:
+        old = json.loads(path.read_text())["datasets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for name, summary in summaries.items():
+        before = old.get(name) if isinstance(old, dict) else None
+        if isinstance(before, dict) and "hands" in before and \
+                before.get("tfds_name") == summary["tfds_name"] and before.get("archive") == summary["archive"]:
+            summary["hands"] = before["hands"]
 
 
 def where_to_put(preset: Preset, data_dir: Path) -> str:
