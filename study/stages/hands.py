@@ -17,7 +17,7 @@ from typing import Any
 
 from study.core.context import Context
 from study.core.errors import DatasetError
-from study.core.files import held, write_json_atomic, write_json_unless_same
+from study.core.files import held, provenance, write_json_atomic, write_json_unless_same
 from study.core.labels import CANONICAL
 from study.core.units import dataset_fingerprint
 from study.datasets import DATASETS, open_builder, pipeline
@@ -33,6 +33,7 @@ def run_stage(ctx: Context) -> dict[str, Any]:
     doc = ctx.written_by_prepare("datasets.json")
     for name in names:
         doc["datasets"][name]["hands"] = summaries[name]
+    doc["provenance"] = provenance()  # the code that wrote the file last (kept if nothing changes)
     write_json_unless_same(path, doc)
     return summaries
 
