@@ -119,6 +119,28 @@ class Block5Config:
 
 
 @dataclasses.dataclass(frozen=True)
+class AdaptConfig:
+    """Adaptation without target labels (study.training.adapt; DESIGN.md section 8): for every
+    ordered pair of datasets, a head trained on the source's labelled features and the
+    target's unlabelled training features, never a target label. Scored on the target.
+
+    std: each domain's features standardised with its own mean and standard deviation (the
+    target's from its unlabelled training images). coral: the source's features whitened and
+    re-coloured with the target's covariance, and moved to its mean (Sun et al., 2016), each
+    covariance shrunk towards its mean variance by `coral_shrink` so that it can be inverted.
+    self: the source's model labels the target's training images; those it gives a
+    probability of at least `confidence` join the source's training split as pseudo-labels,
+    a new head is trained, and so on for `rounds` rounds (starting from the frozen model of
+    the same source, R and seed).
+    """
+
+    methods: tuple[str, ...] = ("std", "coral", "self")
+    coral_shrink: float = 0.01
+    rounds: int = 3
+    confidence: float = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
 class HandsConfig:
     """Hand landmarks of every image (study.hands, the `hands` stage; DESIGN.md section 8).
 
@@ -186,6 +208,8 @@ class Preset:
     augment: AugmentConfig = AugmentConfig()
     # Block 5 fine-tuned on cached block-4 maps (`<dataset>/ft5`).
     block5: Block5Config = Block5Config()
+    # Adaptation without target labels (`<source>+<method>(<target>)` models).
+    adapt: AdaptConfig = AdaptConfig()
     # Hand landmarks of every image (the `hands` stage).
     hands: HandsConfig = HandsConfig()
     # Images per forward pass when extracting features (rounded up to a multiple of the
@@ -287,6 +311,9 @@ SMOKE = dataclasses.replace(
     # each): the plain try alone (tests/test_hands.py runs the others on real images).
     hands=dataclasses.replace(HandsConfig(), tries=HandsConfig.tries[:1]),
     train=dataclasses.replace(TrainConfig(), epochs=2, batch_size=64),
+    # Heads of 2 epochs on generated images are rarely 90% sure: a low bar, so that the
+    # pseudo-labelled rows are exercised.
+    adapt=dataclasses.replace(AdaptConfig(), rounds=2, confidence=0.2),
     eval=dataclasses.replace(EvalConfig(), bootstrap=200),
     feature_batch=16,
     generated_data=True,

@@ -5,6 +5,11 @@
                                       splits, labels restricted to those they all have
     asl_alphabet+5shot(asl_photos)    few-shot: a source's training split plus k labelled
                                       images per class of a target's training split
+    asl_alphabet+coral(asl_photos)    adapted without target labels: the source's training
+                                      split and the target's unlabelled training images;
+                                      std (each domain standardised with its own statistics),
+                                      coral (source features re-coloured with the target's
+                                      covariance) or self (self-training on pseudo-labels)
     asl_alphabet+random               the leakage ablation: the same images split at random
     asl_alphabet/aug4                 a head trained on the original and 4 augmented views of
                                       each training image (study.datasets.augment)
@@ -24,6 +29,10 @@ RANDOM = "+random"
 FT5 = "ft5"
 _REMEDY = re.compile(r"^(?P<source>[a-z0-9_]+)/(?P<remedy>aug[1-9]\d*|ft5)$")
 _SHOT = re.compile(r"^(?P<source>[a-z0-9_]+)\+(?P<k>\d+)shot\((?P<target>[a-z0-9_]+)\)$")
+# Adaptation without target labels (study.training.adapt), what each name says.
+ADAPTATIONS = {"std": "each domain standardised with its own statistics", "coral": "CORAL",
+               "self": "self-training on pseudo-labels"}
+_ADAPT = re.compile(r"^(?P<source>[a-z0-9_]+)\+(?P<adapt>" + "|".join(ADAPTATIONS) + r")\((?P<target>[a-z0-9_]+)\)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +40,9 @@ class Model:
     """What a model was trained on."""
 
     sources: tuple[str, ...]  # datasets whose whole training split it saw
-    target: str = ""  # few-shot: the dataset k images per class were drawn from
-    k: int = 0
+    target: str = ""  # few-shot: the dataset k images per class were drawn from; adapted: whose
+    k: int = 0        # unlabelled training images were used
+    adapt: str = ""  # one of ADAPTATIONS
     random: bool = False  # the leakage ablation's random split of sources[0]
     remedy: str = ""  # "aug<K>" or "ft5", applied to the single dataset sources[0]
 
@@ -42,14 +52,17 @@ class Model:
             return "fine-tuned" if self.remedy == FT5 else "augmented"
         if self.random:
             return "ablation"
+        if self.adapt:
+            return "adapted"
         if self.target:
             return "few-shot"
         return "multi-source" if len(self.sources) > 1 else "single"
 
     @property
     def datasets(self) -> tuple[str, ...]:
-        """Every dataset whose labels it was trained on."""
-        return self.sources + ((self.target,) if self.target else ())
+        """Every dataset whose labels it was trained on (not an adapted model's target: it saw
+        no target label)."""
+        return self.sources + ((self.target,) if self.target and not self.adapt else ())
 
     @property
     def views(self) -> int:
@@ -61,6 +74,8 @@ class Model:
             return f"{self.sources[0]}/{self.remedy}"
         if self.random:
             return self.sources[0] + RANDOM
+        if self.adapt:
+            return f"{self.sources[0]}+{self.adapt}({self.target})"
         if self.target:
             return f"{self.sources[0]}+{self.k}shot({self.target})"
         return "+".join(self.sources)
@@ -76,6 +91,9 @@ def parse(name: str) -> Model:
     m = _SHOT.match(name)
     if m:
         return Model((m["source"],), m["target"], int(m["k"]))
+    m = _ADAPT.match(name)
+    if m:
+        return Model((m["source"],), m["target"], adapt=m["adapt"])
     if name.endswith(RANDOM):
         return Model((name.removesuffix(RANDOM),), random=True)
     return Model(tuple(name.split("+")))
@@ -99,20 +117,21 @@ def preset_models(preset, labels: dict[str, set[str]]) -> list[tuple[str, int]]:
     dataset that has train and validation splits: at each R, the models of `model_names`,
     then the remedies of each single-dataset model."""
     names = model_names(labels, multi_source=preset.multi_source, few_shot=preset.few_shot,
-                        ablation=preset.ablation, finetune=preset.train.finetune)
+                        ablation=preset.ablation, finetune=preset.train.finetune, adapt=preset.adapt.methods)
     return [(n, R) for R in preset.train_resolutions
             for n in names + [f"{d}/{x}" for x in remedies(preset, R) for d in labels]]
 
 
 def model_names(labels: dict[str, set[str]], *, multi_source: bool, few_shot: tuple[int, ...], ablation: tuple[str, ...],
-                finetune: bool = False) -> list[str]:
+                finetune: bool = False, adapt: tuple[str, ...] = ()) -> list[str]:
     """The models of a preset, given the labels of each dataset that has train and validation
     splits (in the preset's order), in table order: single-dataset models, multi-source models
     (the union of all, and with three or more datasets every leave-one-dataset-out union),
-    few-shot models for every ordered pair and k, and the leakage ablation. Datasets that
+    few-shot models for every ordered pair and k, adapted models for every ordered pair and
+    method of `adapt`, and the leakage ablation. Datasets that
     share no label make no model together (`skipped` lists them). Fine-tuning trains
     single-dataset models only."""
-    return _models(labels, multi_source, few_shot, ablation, finetune)[0]
+    return _models(labels, multi_source, few_shot, ablation, finetune, adapt)[0]
 
 
 def skipped(labels: dict[str, set[str]], *, multi_source: bool, few_shot: tuple[int, ...]) -> list[str]:
@@ -120,7 +139,7 @@ def skipped(labels: dict[str, set[str]], *, multi_source: bool, few_shot: tuple[
     return _models(labels, multi_source, few_shot, (), False)[1]
 
 
-def _models(labels, multi_source, few_shot, ablation, finetune) -> tuple[list[str], list[str]]:
+def _models(labels, multi_source, few_shot, ablation, finetune, adapt=()) -> tuple[list[str], list[str]]:
     trainable = list(labels)
     names, left_out = list(trainable), []
     if finetune:
@@ -133,6 +152,7 @@ def _models(labels, multi_source, few_shot, ablation, finetune) -> tuple[list[st
             unions += list(itertools.combinations(trainable, len(trainable) - 1))
         combined += [(u, "+".join(u)) for u in unions]
     combined += [((s, t), str(Model((s,), t, k))) for s, t in itertools.permutations(trainable, 2) for k in few_shot]
+    combined += [((s, t), str(Model((s,), t, adapt=a))) for s, t in itertools.permutations(trainable, 2) for a in adapt]
     for ds, name in combined:
         (names if shared(ds) else left_out).append(name)
     names += [n + RANDOM for n in ablation if n in trainable]

@@ -131,7 +131,7 @@ class Plan:
     def scorable(self) -> list[tuple[str, int, int]]:
         """The models a folder of one's own photos is scored with: all but the few-shot ones
         and the ablation, which belong to the study's own datasets."""
-        return [(n, R, s) for n, R, s in self.model_seeds if parse(n).kind not in ("few-shot", "ablation")]
+        return [(n, R, s) for n, R, s in self.model_seeds if parse(n).kind not in ("few-shot", "adapted", "ablation")]
 
     # --- features ----------------------------------------------------------------------
 
@@ -182,7 +182,7 @@ class Plan:
                     eval_datasets: list[str] | None = None) -> list[Evaluation]:
         """Every evaluation of `models` (default: every trained model): each on every test
         split of `eval_datasets` (default: the preset's) at every r <= R; the ablation on its
-        own random test split at R; a few-shot model on its target's test splits only."""
+        own random test split at R; a few-shot or adapted model on its target's test splits only."""
         out = []
         for name, R, seed in self.model_seeds if models is None else models:
             m = parse(name)
@@ -226,7 +226,7 @@ class Plan:
     def gradcam_models(self) -> list[tuple[str, int, int]]:
         """The models Grad-CAM draws: every one but the few-shot models and the ablation, at its first seed."""
         seed = self.preset.seeds[0]
-        return [(n, R, s) for n, R, s in self.model_seeds if s == seed and parse(n).kind not in ("few-shot", "ablation")]
+        return [(n, R, s) for n, R, s in self.model_seeds if s == seed and parse(n).kind not in ("few-shot", "adapted", "ablation")]
 
     def gradcam_labels(self) -> tuple[list[int], np.random.Generator]:
         """The Grad-CAM sample's labels, drawn from those all the preset's datasets share, and

@@ -55,7 +55,7 @@ def prepare_folder(ctx: Context) -> Context:
                           f"{store.score_dir(ctx, '<name>')}")
     if name in DATASETS:
         raise ConfigError(f"--name {name!r} is one of the study's datasets; choose another name")
-    # The models evaluate scores a folder with: not the few-shot ones or the ablation.
+    # The models evaluate scores a folder with: not the few-shot or adapted ones, nor the ablation.
     models = store.scorable(ctx, ctx.echo)
     if not models:
         raise DatasetError(f"no trained models in {ctx.out_dir}: run `python -m study.run all --preset {ctx.preset.name}` first")

@@ -113,6 +113,69 @@ def _combined_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
                  classes=ctx.plan.classes(dataset))
 
 
+def _adapted_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    """The source's features and the target's training features (never its labels); for
+    self-training, the source's frozen model it starts from and the labels it may choose."""
+    m = parse(dataset)
+    cfg = ctx.preset.adapt
+    fps = _features(ctx, m.sources[0], R) | {f"{m.target}/train": store.features_fingerprint(ctx, m.target, "train", R, R)}
+    extra = {"coral_shrink": cfg.coral_shrink} if m.adapt == "coral" else {}
+    if m.adapt == "self":
+        extra = {"rounds": cfg.rounds, "confidence": cfg.confidence, "classes": ctx.plan.shared_classes(m.sources[0], m.target),
+                 "baseline": store.model_record(ctx, m.sources[0], R, seed)["fingerprint"]}
+    return _spec(ctx, "train", dataset, R, seed, train=dataclasses.asdict(ctx.preset.train), features=fps,
+                 adapt={"method": m.adapt, **extra})
+
+
+def train_adapted(ctx: Context, dataset: str, R: int, seeds: list[int], identity: str) -> list[Trained]:
+    """`<source>+<method>(<target>)`: heads on the source's labelled features and the target's
+    unlabelled training features (study.training.adapt); the target's labels are never read.
+    Validation is the source's, as for few-shot models. Budget: heads only, seconds each."""
+    from study.network.model import predict_logits
+    from study.training import adapt
+
+    m = parse(dataset)
+    cfg, src = ctx.preset.adapt, m.sources[0]
+    tx, ty, _ = store.load_features(ctx, src, "train", R, R)
+    vx, vy = store.load_features(ctx, src, "validation", R, R)[:2]
+    ux = store.load_features(ctx, m.target, "train", R, R)[0]
+    every = [np.arange(len(ty))] * len(seeds)
+    if m.adapt == "std":
+        s, t = adapt.Standardise.of(tx), adapt.Standardise.of(ux)
+        trained = train_heads(lambda *_: (s(tx)[None], ty, every, (s(vx), vy), [None] * len(seeds)), ctx, dataset, R, seeds, identity)
+        for head, _, _ in trained:  # scored on the target: its own standardisation, in the head
+            adapt.fold(head, t)
+        return trained
+    if m.adapt == "coral":
+        affine = adapt.coral(tx, ux, cfg.coral_shrink)
+        return train_heads(lambda *_: (adapt.apply(tx, affine)[None], ty, every, (adapt.apply(vx, affine), vy), [None] * len(seeds)),
+                           ctx, dataset, R, seeds, identity)
+    classes = ctx.plan.shared_classes(src, m.target)
+    heads = {seed: head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, src, R, seed), tx.shape[1], len(CANONICAL), seed)
+             for seed in seeds}
+    rounds: dict[int, list[dict]] = {seed: [] for seed in seeds}
+    for k in range(1, cfg.rounds + 1):
+        picked = {seed: adapt.pseudo_labels(predict_logits(heads[seed], ux, len(CANONICAL)), classes, cfg.confidence)
+                  for seed in seeds}
+        table = np.concatenate([tx] + [ux[i] for i, _ in picked.values()])
+        labels = np.concatenate([ty] + [y for _, y in picked.values()])
+        ends = np.cumsum([len(ty)] + [len(i) for i, _ in picked.values()])
+        rows = [np.concatenate([np.arange(len(ty)), np.arange(a, b)]) for a, b in zip(ends[:-1], ends[1:])]
+        for seed, (i, y) in picked.items():
+            rounds[seed].append({"round": k, "pseudo_labelled": len(i), "of": len(ux),
+                                 "per_label": {CANONICAL[c]: int((y == c).sum()) for c in classes}})
+        ctx.echo(f"{dataset}@{R} round {k}: pseudo-labels for " + ", ".join(
+            f"{len(i)} of {len(ux)} (seed {seed})" for seed, (i, _) in picked.items()))
+        trained = train_heads(lambda *_: (table[None], labels, rows, (vx, vy), [None] * len(seeds)), ctx, dataset, R, seeds,
+                              f"{identity} round {k}")
+        heads = {seed: head for seed, (head, _, _) in zip(seeds, trained)}
+        group_checkpoint(ctx, dataset, R, seeds).unlink(missing_ok=True)  # a round done is not resumed
+    for seed in seeds:
+        write_json_atomic(store.model_dir(ctx, dataset, R, seed) / "pseudo.json",
+                          {"target": m.target, "confidence": cfg.confidence, "rounds": rounds[seed]})
+    return trained
+
+
 def _single_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
     fps = _features(ctx, dataset, R)
     if ctx.preset.train.flip:
@@ -256,6 +319,7 @@ KINDS: dict[str, tuple] = {
     "multi-source": (_combined_spec, functools.partial(train_heads, _combined_rows)),
     "few-shot": (_combined_spec, functools.partial(train_heads, _combined_rows)),
     "ablation": (_ablation_spec, functools.partial(train_heads, _ablation_rows)),
+    "adapted": (_adapted_spec, train_adapted),
     "fine-tuned": (_block5_spec, _each(train_block5)),
     "image-level": (_image_level_spec, _each(_finetune)),
 }
@@ -322,7 +386,7 @@ def _save(ctx: Context, dataset: str, R: int, seed: int, spec: dict, model, bloc
     write_json_atomic(d / "history.json", {"model": name, "history": history, "best_epoch": best["epoch"]})
     plot_curves(history, d / "curves.png", title=name)
     files = [d / "head.npz", d / "history.json", d / "curves.png"] + ([d / "block5.npz"] if block5 is not None else [])
-    files += [d / "draw.json"] if (d / "draw.json").is_file() else []
+    files += [d / f for f in ("draw.json", "pseudo.json") if (d / f).is_file()]
     mark_done(d / "unit.json", spec, files, epochs=len(history), best_epoch=best["epoch"],
               val_accuracy=best["val_accuracy"], seconds=seconds, trained_with_seeds=trained_with, **extra)
     ctx.echo(f"trained {name}: {len(history)} epochs, best {best['epoch']} "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from study.core.context import Context
-from study.core.names import parse
+from study.core.names import ADAPTATIONS, parse
 from study.core.stats import paired_difference
 from study.stages.report.results import cell_evals, kind
 
@@ -95,7 +95,8 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> list[dict]:
     (test splits), ranked: those whose interval excludes 0 first, then by size.
 
     - remedy: an augmented or fine-tuned model against its frozen baseline (same dataset, R,
-      seeds), at r = R, on every test set; `target_images` False.
+      seeds), at r = R, on every test set; an adapted model against its source's, on its
+      target; `target_images` False (an adapted model saw the target's images, never a label).
     - target data: a few-shot model (the smallest and the largest k) against its source's
       model, on the target; a multi-source model against each source's model, on every test
       set; `target_images` True where the test set's images were among its training data.
@@ -135,6 +136,10 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> list[dict]:
                     r = rs[-1]
                     add("remedy x test resolution", f"{t}@{R} vs {b}@{R}: effect of r = {r} instead of {R}",
                         (t, R, r), (b, R, r), e, minus=((t, R, R), (b, R, R)))
+            elif m.kind == "adapted":
+                if e == m.target:
+                    add("remedy", f"{t}@{R} vs {m.sources[0]}@{R} ({ADAPTATIONS[m.adapt]}, {e}'s unlabelled images)",
+                        (t, R, R), (m.sources[0], R, R), e)
             elif m.kind == "few-shot":
                 ks = sorted({parse(x).k for x, RR in models if RR == R and parse(x).kind == "few-shot"
                              and parse(x).sources == m.sources and parse(x).target == m.target})

@@ -147,7 +147,8 @@ def _discussion(nums: dict, kaggle: list[dict]) -> str:
     if no_target:
         best = max(no_target, key=lambda x: x["difference"])
         helped = [x for x in no_target if x["verdict"] == "higher"]
-        text += (" Without target images, against the frozen baseline: "
+        text += (" Without target labels (an adapted model sees the target's unlabelled training images, the other "
+                 "remedies nothing of it), against the frozen baseline: "
                  + "; ".join(_effect(x) for x in sorted(no_target, key=lambda x: -x["difference"]))
                  + f". {len(helped)} of these {len(no_target)} cross-domain differences are clearly above zero; the largest "
                  f"is {best['effect']} on {best['test']} ({best['difference']:+.3f}).")
@@ -157,10 +158,10 @@ def _discussion(nums: dict, kaggle: list[dict]) -> str:
     if with_target:
         best = max(with_target, key=lambda x: x["difference"])
         top = max(no_target, key=lambda x: x["difference"])["difference"] if no_target else None
-        text += (" With target images: " + "; ".join(_effect(x) for x in few) + f". The largest gain is {best['effect']} "
+        text += (" With labelled target images: " + "; ".join(_effect(x) for x in few) + f". The largest gain is {best['effect']} "
                  f"on {best['test']} ({best['difference']:+.3f})")
-        text += (": labelled photos of the new domain, even a few per letter, recover far more than any change to "
-                 "training on the source alone." if top is not None and min(x["difference"] for x in few or [best]) > top
+        text += (": labelled photos of the new domain, even a few per letter, recover far more than any remedy "
+                 "without target labels." if top is not None and min(x["difference"] for x in few or [best]) > top
                  else ".")
     if costs:
         text += " Training on the union costs the sources' own test sets: " + "; ".join(_effect(x, False) for x in costs) + "."

@@ -31,7 +31,7 @@ def table_markdown(rows: list[dict], confidence: float, separability: list[dict]
     lines = [
         f"Accuracy [{confidence * 100:g}% bootstrap interval] / macro-F1, mean over seeds. Rows: models (train dataset @ "
         "training resolution R); columns: test set @ test resolution r (images area-downsampled to "
-        "r and resized back to R; – where r > R or not scored: a few-shot model is scored on its target only). "
+        "r and resized back to R; – where r > R or not scored: a few-shot or adapted model is scored on its target only). "
         "Across datasets only shared labels count.",
         "",
         "| model | " + " | ".join(cols) + " |",
@@ -100,7 +100,7 @@ def headline_markdown(rows: list[dict], numbers: dict) -> str:
         "",
         "(b) Each remedy against its frozen baseline (same dataset, R and seeds): the paired difference in accuracy "
         "[95% interval] at r = R on the same test images, on the baseline's own test set and on the other "
-        "dataset's. A few-shot model is scored on its target only.",
+        "dataset's. A few-shot or adapted model is scored on its target only.",
         "",
         "| remedy | model | vs | own test set | other dataset's test set |",
         "|---|---|---|---:|---:|",
@@ -117,9 +117,9 @@ def headline_markdown(rows: list[dict], numbers: dict) -> str:
 
 
 def _remedy_order(a: str, b: str, what: str) -> tuple:
-    """Remedies without target data first (augmentation, block 5), then few-shot by k, then the union."""
+    """Remedies without target labels first (augmentation, block 5, adaptation), then few-shot by k, then the union."""
     m = parse(a.split("@")[0])
-    rank = {"augmented": 0, "fine-tuned": 1, "few-shot": 2, "multi-source": 3}.get(m.kind, 4)
+    rank = {"augmented": 0, "fine-tuned": 1, "adapted": 2, "few-shot": 3, "multi-source": 4}.get(m.kind, 5)
     return rank, m.k, int(a.split("@")[1]), b
 
 
