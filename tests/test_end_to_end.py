@@ -108,11 +108,12 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_one(smoke, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     # Kill once a few feature units are done and the rest are not.
-    while time.time() < deadline and len(list((tmp_path / "cache").rglob("unit.json"))) < 5:
+    features = tmp_path / "cache" / "features"  # the hands stage's units come first, elsewhere
+    while time.time() < deadline and len(list(features.rglob("unit.json"))) < 5:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = {p.parent for p in (tmp_path / "cache").rglob("unit.json")}
+    finished = {p.parent for p in features.rglob("unit.json")}
     assert 5 <= len(finished) < 14
     stamps = {p: (p / "feats.npy").stat().st_mtime_ns for p in finished}
     assert run.main(args(tmp_path)) == 0
@@ -262,7 +263,7 @@ def test_two_runs_at_once_never_collide(smoke, tmp_path):
     assert third.returncode == 0, third_out[-3000:]
     a = json.loads((layout(tmp_path)["out"] / "datasets.json").read_text())["datasets"]
     b = json.loads((tmp_path / "out-other" / "datasets.json").read_text())["datasets"]
-    assert a == b
+    assert {n: {k: v for k, v in d.items() if k != "hands"} for n, d in a.items()} == b  # prepare alone finds no hands
     assert read_table(tmp_path) == read_table(smoke)
     assert not holder.exists()
 

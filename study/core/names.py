@@ -30,8 +30,7 @@ FT5 = "ft5"
 _REMEDY = re.compile(r"^(?P<source>[a-z0-9_]+)/(?P<remedy>aug[1-9]\d*|ft5)$")
 _SHOT = re.compile(r"^(?P<source>[a-z0-9_]+)\+(?P<k>\d+)shot\((?P<target>[a-z0-9_]+)\)$")
 # Adaptation without target labels (study.training.adapt), what each name says.
-ADAPTATIONS = {"std": "each domain standardised with its own statistics", "coral": "CORAL",
-               "self": "self-training on pseudo-labels"}
+ADAPTATIONS = {"std": "standardised per domain", "coral": "CORAL", "self": "self-training"}
 _ADAPT = re.compile(r"^(?P<source>[a-z0-9_]+)\+(?P<adapt>" + "|".join(ADAPTATIONS) + r")\((?P<target>[a-z0-9_]+)\)$")
 
 

@@ -138,7 +138,7 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> list[dict]:
                         (t, R, r), (b, R, r), e, minus=((t, R, R), (b, R, R)))
             elif m.kind == "adapted":
                 if e == m.target:
-                    add("remedy", f"{t}@{R} vs {m.sources[0]}@{R} ({ADAPTATIONS[m.adapt]}, {e}'s unlabelled images)",
+                    add("remedy", f"{t}@{R} vs {m.sources[0]}@{R} ({ADAPTATIONS[m.adapt]} on {e}'s unlabelled images)",
                         (t, R, R), (m.sources[0], R, R), e)
             elif m.kind == "few-shot":
                 ks = sorted({parse(x).k for x, RR in models if RR == R and parse(x).kind == "few-shot"
