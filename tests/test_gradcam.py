@@ -46,3 +46,25 @@ def test_each_map_is_block5s_output_weighted_by_the_gradient_of_the_predicted_lo
         want = np.maximum(np.asarray((a[i] * weights).sum(-1)), 0)
         want = want / want.max() if want.max() > 0 else want
         np.testing.assert_allclose(np.asarray(cam[i]), want, rtol=1e-4, atol=1e-6)
+
+
+def test_the_share_of_heat_in_a_box_spreads_each_cell_over_its_area():
+    from study.diagnostics.gradcam import heat_share
+
+    cam = np.zeros((4, 4))
+    cam[1, 2] = 1.0  # the cell x in [0.5, 0.75], y in [0.25, 0.5]
+    assert heat_share(cam, np.array([0.5, 0.25, 0.75, 0.5])) == 1.0
+    assert heat_share(cam, np.array([0.625, 0.25, 1.0, 1.0])) == 0.5  # half the cell's width
+    assert heat_share(cam, np.array([0.0, 0.0, 0.5, 1.0])) == 0.0
+    assert heat_share(np.zeros((4, 4)), np.array([0, 0, 1, 1.0])) is None
+    even = np.ones((8, 8))
+    np.testing.assert_allclose(heat_share(even, np.array([0.1, 0.2, 0.4, 0.9])), 0.3 * 0.7)  # the box's area
+
+
+def test_the_hand_box_is_a_square_with_a_margin_moved_inside_the_image():
+    from study.hands.landmarks import hand_box
+
+    pts = np.array([[0.4, 0.4], [0.6, 0.5]])
+    np.testing.assert_allclose(hand_box(pts, 0.2), [0.36, 0.31, 0.64, 0.59])  # side 0.2 * 1.4, centred
+    np.testing.assert_allclose(hand_box(np.array([[0.9, 0.0], [1.0, 0.2]]), 0.25), [0.7, 0.0, 1.0, 0.3])  # moved inside
+    np.testing.assert_allclose(hand_box(np.array([[0.0, 0.0], [1.0, 0.9]]), 0.2), [0.0, 0.0, 1.0, 1.0])  # at most the image

@@ -196,3 +196,23 @@ def test_the_smoke_run_reports_detection_for_every_split(smoke):
             assert got["found"] + len(h["misses"][split]) == info["images"]
         assert h["found"] < h["images"]  # generated images: mostly no hand
     assert any(layout(smoke)["cache"].glob("hands/*/*/*/hands.npz"))
+
+
+@pytest.mark.slow
+def test_the_smoke_run_measures_heat_on_the_hand(smoke):
+    """evaluate writes Grad-CAM's share of heat in the hand's box for every model and test set
+    of the sample, over the images where a hand was found, and the paper shows it."""
+    from smoke import context, layout
+
+    from study.core import store
+
+    ctx = context(smoke)
+    rows = store.read_hand_share(layout(smoke)["out"] / "gradcam" / "hand_share.csv")
+    assert {(r["model"], r["R"], r["eval_dataset"]) for r in rows} == {
+        (n, R, d) for n, R, _ in ctx.plan.gradcam_models() for d in ctx.plan.dataset_names}
+    for r in rows:
+        assert 0 <= r["with_hand"] <= r["images"]
+        assert (r["share"] is None) == (r["with_hand"] == 0)
+        if r["share"] is not None:
+            assert 0 <= r["share_ci_low"] <= r["share"] <= r["share_ci_high"] <= 1 and 0 < r["box_area"] <= 1
+    assert "share of heat in the hand's box" in (layout(smoke)["paper"] / "paper.md").read_text()

@@ -162,6 +162,10 @@ class HandsConfig:
     # Images per job of the workers, and per part file of an unfinished unit (what a resumed
     # run keeps).
     chunk: int = 64
+    # The hand's box: the square around its landmarks, widened by this fraction of its side on
+    # every side, moved back inside the image where it leaves it (Grad-CAM's share of heat on
+    # the hand is measured in it).
+    margin: float = 0.2
 
 
 @dataclasses.dataclass(frozen=True)

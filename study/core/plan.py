@@ -21,8 +21,11 @@ from study.core.config import Preset
 from study.core.labels import label_index
 from study.core.names import FT5, dataset_pairs, eval_name, parse, preset_models, remedies, skipped
 
-# The Grad-CAM sample (study.diagnostics.gradcam): this many shared labels, drawn with this seed.
+# The Grad-CAM sample (study.diagnostics.gradcam): this many shared labels, and this many test
+# images of each per dataset (24 per test set, so that the share of heat on the hand has an
+# interval over images), drawn with this seed.
 GRADCAM_LABELS = 6
+GRADCAM_PER_LABEL = 4
 GRADCAM_SEED = 0
 
 

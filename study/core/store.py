@@ -232,6 +232,17 @@ def read_separability(path: Path) -> list[dict]:
     return read_csv(path, ("R", "r", "n_train", "n_test"), ("accuracy", "accuracy_ci_low", "accuracy_ci_high"))
 
 
+def read_hand_share(path: Path) -> list[dict]:
+    """The rows of gradcam/hand_share.csv (study.diagnostics.gradcam); none if there is no such
+    file. A share is None for a model and test set with no sampled image where a hand was found."""
+    if not path.is_file():
+        return []
+    rows = read_csv(path, ("R", "images", "with_hand"))
+    for r in rows:
+        r.update({k: float(r[k]) if r[k] != "" else None for k in ("share", "share_ci_low", "share_ci_high", "box_area")})
+    return rows
+
+
 # --- a folder of one's own photos (score) ------------------------------------------------------
 
 IMAGES = "images.csv"  # every prepared image's dataset, split, file and sha256 (written by prepare)

@@ -7,12 +7,20 @@ heat map (R/16 x R/16 cells: 4 x 4 at 64 px, 8 x 8 at 128). Across datasets the 
 is the arg-max over the labels both share, as in the table.
 
 The sample is fixed and seeded, the same for every model: study.core.plan.GRADCAM_LABELS labels drawn from those all
-the preset's datasets share, and for each label one image of each dataset's test split, so
-that in-domain and cross-domain maps of the same letters sit side by side. Models: every
-model except the few-shot ones and the leakage ablation, at its first seed; images at r = R.
+the preset's datasets share, and for each label GRADCAM_PER_LABEL images of each dataset's
+test split, so that in-domain and cross-domain maps of the same letters sit side by side.
+Models: every model except the few-shot and adapted ones and the leakage ablation, at its
+first seed; images at r = R.
+
+**The share of heat on the hand.** For each image where the hands stage found a hand, the
+share of its heat map's total inside the hand's box (study.hands.landmarks.hand_box, in the
+stored image's coordinates), each cell's heat spread evenly over the cell, and the box's share
+of the image (what a map spread evenly would put there). Per model and test set, the mean
+share with its bootstrap interval over those images: `<out>/gradcam/hand_share.csv`.
 
 Writes `<out>/gradcam/<model folder>/<eval dataset>.json` (the sample's files, true and
-predicted letters, the heat maps) and `.png` (the images and their maps), and the paper's
+predicted letters, the heat maps, the hand boxes and shares) and `.png` (the images and their
+maps, one image per letter), `hand_share.csv`, and the paper's
 overview, `<out>/gradcam/figures/overview.png` (and .pdf), which the report copies. Budget:
 one forward and one block-5 backward pass per image, seconds in all.
 """
@@ -35,28 +43,33 @@ from study.datasets.images import model_input
 from study.core.labels import CANONICAL
 from study.network.model import Block5, VGG16Backbone, head_from_arrays
 from study.core.names import folder, parse
-from study.core.plan import GRADCAM_SEED
+from study.core.plan import GRADCAM_PER_LABEL, GRADCAM_SEED
+from study.core.files import write_csv_unless_same
+from study.core.stats import mean_interval
+from study.hands import landmarks
 from study.datasets.build import read_index
 from study.core.plots import save, save_figure
 from study.core.units import fingerprint, is_done, mark_done
 
 import matplotlib.pyplot as plt  # noqa: E402  isort:skip  (after study.core.plots: the Agg backend)
 
-VERSION = 1
+VERSION = 2  # 2: GRADCAM_PER_LABEL images per label, the share of heat on the hand
 SEED = GRADCAM_SEED
 OVERVIEW = 4  # letters per eval set in the paper's overview
 
 
 def sample(ctx: Context) -> tuple[list[int], dict[str, list[int]]]:
     """The sampled labels (canonical indices, study.core.plan) and, per dataset, the
-    test-split index of one image of each; seeded, the same for every model."""
+    test-split indices of GRADCAM_PER_LABEL images of each, label by label; seeded, the same
+    for every model."""
     labels, rng = ctx.plan.gradcam_labels()
     picks = {}
     for d in ctx.plan.dataset_names:
         if "test" not in ctx.plan.splits(d):
             continue
         y = read_index(open_builder(ctx, d))["test"]["label"]
-        picks[d] = [int(rng.choice(np.flatnonzero(y == c))) for c in labels if (y == c).any()]
+        picks[d] = [int(i) for c in labels if (y == c).any()
+                    for i in rng.choice(np.flatnonzero(y == c), size=min(GRADCAM_PER_LABEL, int((y == c).sum())), replace=False)]
     return labels, picks
 
 
@@ -93,9 +106,33 @@ def _cam(base, block5, head, images, classes):
     return jnp.where(peak > 0, cam / jnp.where(peak > 0, peak, 1), 0.0), pred
 
 
+def heat_share(cam: np.ndarray, box: np.ndarray) -> float | None:
+    """The share of a heat map's total inside `box` (x0, y0, x1, y1, normalised to the image),
+    each cell's heat spread evenly over its part of the image; None for a map without heat."""
+    cam = np.asarray(cam, np.float64)
+    total = cam.sum()
+    if total <= 0:
+        return None
+    g = np.linspace(0, 1, cam.shape[0] + 1)
+
+    def covered(lo, hi):  # the fraction of each cell's extent inside [lo, hi]
+        return np.clip(np.minimum(hi, g[1:]) - np.maximum(lo, g[:-1]), 0, None) * cam.shape[0]
+
+    return float(covered(box[1], box[3]) @ cam @ covered(box[0], box[2]) / total)
+
+
+def _hands(ctx: Context, d: str, picks: list[int]) -> tuple[list, list, list]:
+    """Per sampled image: its hand's box (None where no hand was found) and the box's area."""
+    hands = landmarks.read(ctx, d, "test")
+    boxes = [landmarks.hand_box(hands["stored"][i], ctx.preset.hands.margin) if hands["tried"][i] >= 0 else None
+             for i in picks]
+    return boxes, [None if b is None else float((b[2] - b[0]) * (b[3] - b[1])) for b in boxes], hands
+
+
 def run_stage(ctx: Context) -> list[Path]:
     """Heat maps and figures of every model on every dataset's test split (see the module doc)."""
     labels, picks = sample(ctx)
+    hands = {d: _hands(ctx, d, p) for d, p in picks.items()}
     root = ctx.out_dir / "gradcam"
     base = weights_lib.imagenet_backbone(weights_lib.prepared(ctx))
     images: dict = {}
@@ -111,8 +148,10 @@ def run_stage(ctx: Context) -> list[Path]:
         m = None
         for d in picks:
             out = root / folder(name, R) / f"{d}.json"
+            boxes, areas, _ = hands[d]
             spec = {"kind": "gradcam", "version": VERSION, "model": store.model_record(ctx, name, R, seed)["fingerprint"],
-                    "features": store.features_fingerprint(ctx, d, "test", R, R), "picks": picks[d], "seed": SEED}
+                    "features": store.features_fingerprint(ctx, d, "test", R, R), "picks": picks[d], "seed": SEED,
+                    "hand_boxes": [None if b is None else np.round(b, 6).tolist() for b in boxes]}
             if not is_done(out, spec, force=ctx.force):
                 m = m or _Model(ctx, base, name, R, seed)
                 x, recs = imgs(d, R)
@@ -121,7 +160,9 @@ def run_stage(ctx: Context) -> list[Path]:
                 info = {"model": name, "R": R, "seed": seed, "eval_dataset": d, "in_domain": d in parse(name).sources,
                         "images": [r["file"].decode() if isinstance(r["file"], bytes) else str(r["file"]) for r in recs],
                         "true": [CANONICAL[int(r["label"])] for r in recs], "pred": [CANONICAL[int(p)] for p in np.asarray(pred)],
-                        "cams": np.round(np.asarray(cam, np.float64), 4).tolist()}
+                        "cams": np.round(np.asarray(cam, np.float64), 4).tolist(),
+                        "hand_boxes": spec["hand_boxes"], "hand_areas": areas,
+                        "hand_shares": [None if b is None else heat_share(c, b) for c, b in zip(np.asarray(cam), boxes)]}
                 png = out.with_suffix(".png")
                 _figure(x, info, png)
                 mark_done(out, spec, [png], **info)
@@ -130,7 +171,28 @@ def run_stage(ctx: Context) -> list[Path]:
     if written:
         ctx.echo(f"grad-cam: {len(written)} heat-map sets written")
     _overview(ctx, records, imgs, root)
+    write_csv_unless_same(root / "hand_share.csv", SHARE_COLUMNS, share_rows(records, ctx.preset.eval))
     return written
+
+
+SHARE_COLUMNS = ["model", "R", "eval_dataset", "domain", "images", "with_hand", "share", "share_ci_low", "share_ci_high",
+                 "box_area"]
+
+
+def share_rows(records: dict, cfg) -> list[dict]:
+    """Per model and test set: the mean share of heat in the hand's box over the sampled images
+    with a hand found, its bootstrap interval over them, and the boxes' mean area."""
+    out = []
+    for (name, R, d), rec in records.items():
+        shares = np.array([s for s in rec["hand_shares"] if s is not None], np.float64)
+        areas = [a for a, s in zip(rec["hand_areas"], rec["hand_shares"]) if s is not None]
+        ci = mean_interval(shares, cfg.bootstrap, cfg.confidence, SEED) if len(shares) else [None, None]
+        r = lambda x: None if x is None else round(float(x), 4)
+        out.append({"model": name, "R": R, "eval_dataset": d, "domain": "in-domain" if rec["in_domain"] else "cross-domain",
+                    "images": len(rec["hand_shares"]), "with_hand": len(shares),
+                    "share": r(shares.mean()) if len(shares) else None, "share_ci_low": r(ci[0]), "share_ci_high": r(ci[1]),
+                    "box_area": r(np.mean(areas)) if areas else None})
+    return out
 
 
 def _overlay(ax, image, cam, title, ok):
@@ -141,14 +203,20 @@ def _overlay(ax, image, cam, title, ok):
     ax.axis("off")
 
 
+def firsts(true: list[str]) -> list[int]:
+    """The first sampled image of each letter (what the figures draw)."""
+    return [true.index(t) for t in dict.fromkeys(true)]
+
+
 def _figure(x: np.ndarray, info: dict, path: Path) -> None:
-    n = len(x)
+    show = firsts(info["true"])
+    n = len(show)
     fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.1), squeeze=False)
-    for i in range(n):
+    for j, i in enumerate(show):
         t, p = info["true"][i], info["pred"][i]
-        axes[0, i].imshow(x[i])
-        axes[0, i].axis("off")
-        _overlay(axes[1, i], x[i], info["cams"][i], f"{t} -> {p}", t == p)
+        axes[0, j].imshow(x[i])
+        axes[0, j].axis("off")
+        _overlay(axes[1, j], x[i], info["cams"][i], f"{t} -> {p}", t == p)
     where = "in-domain" if info["in_domain"] else "cross-domain"
     fig.suptitle(f"{info['model']}@{info['R']} seed {info['seed']} on {info['eval_dataset']} test ({where}): "
                  "true -> predicted", fontsize=8)
@@ -181,8 +249,8 @@ def _overview(ctx: Context, records: dict, imgs, root: Path) -> None:
         for j, e in enumerate((d, o)):
             rec = records[n, R, e]
             x, _ = imgs(e, R)
-            for i in range(min(k, len(x))):
-                ax = axes[row, j * k + i]
+            for col, i in enumerate(firsts(rec["true"])[:k]):
+                ax = axes[row, j * k + col]
                 _overlay(ax, x[i], rec["cams"][i], f"{rec['true'][i]} -> {rec['pred'][i]}", rec["true"][i] == rec["pred"][i])
             axes[row, j * k].text(-0.08, 0.5, f"{n}@{R}\non {e}", transform=axes[row, j * k].transAxes, fontsize=6,
                                   ha="right", va="center", rotation=90)

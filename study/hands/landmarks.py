@@ -125,6 +125,31 @@ def to_stored(landmarks: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.stack([x, y], -1).astype(np.float32)
 
 
+def hand_box(points: np.ndarray, margin: float) -> np.ndarray:
+    """The hand's box (x0, y0, x1, y1, normalised) from its landmarks (21 x 2, normalised to the
+    same image): the square around them, each side widened by `margin` times the square's
+    side, moved back inside the image where it leaves it (at most the whole image)."""
+    lo, hi = points.min(0), points.max(0)
+    side = min(1.0, float((hi - lo).max()) * (1 + 2 * margin))
+    centre = np.clip((lo + hi) / 2, side / 2, 1 - side / 2)
+    return np.concatenate([centre - side / 2, centre + side / 2])
+
+
+def read(ctx, dataset: str, split: str) -> dict[str, np.ndarray]:
+    """The landmarks of a prepared split as the hands stage cached them (study.core.context.Context
+    `ctx`), with `stored`: the landmarks in the stored image's coordinates; MissingArtefact
+    naming the command that makes them if they are missing, damaged or of another configuration."""
+    from study.core.units import require
+
+    fp = ctx.dataset_fingerprint(dataset)
+    d = unit_dir(ctx.cache_dir, fp, split)
+    out = "" if str(ctx.out_dir) == f"results/{ctx.preset.name}" else f" --out {ctx.out_dir}"
+    require(d / "unit.json", unit_spec(fp, split, ctx.preset.hands.tries), f"the hand landmarks of {dataset}/{split}",
+            f"python -m study.run hands --preset {ctx.preset.name}{out}")
+    arrays = load(d)
+    return arrays | {"stored": to_stored(arrays["landmarks"], arrays["size"])}
+
+
 # --- a unit's jobs, run by the stage's workers ------------------------------------------------
 
 # Per process: the archives opened and the detector loaded (a worker builds its own).

@@ -3,10 +3,11 @@ files, every word that depends on a number chosen here from it (STYLE.md rule 12
 
 from __future__ import annotations
 
+from study.core import store
 from study.core.context import Context
 from study.stages.report.differences import effect_rows, few_shot_rows, multi_source_rows, verdict
 from study.stages.report.results import cell_evals, kind
-from study.stages.report.tables import ablation_rows, effects_markdown, table_markdown
+from study.stages.report.tables import ablation_rows, effects_markdown, hand_share_markdown, table_markdown
 
 
 def _f(x: float) -> str:
@@ -48,8 +49,38 @@ def paper_numbers(info: dict, rows: list[dict], ctx: Context) -> dict:
                      for n, d in prepared["datasets"].items()},
         "not_found": sorted(prepared.get("not_found", {})),
         "weights": {"source": weights["source"], "sha256": weights["source_sha256"], "parameters": weights["parameters"]},
+        "hand_share": store.read_hand_share(ctx.out_dir / "gradcam" / "hand_share.csv"),
+        "hands": {n: {"rate": d["hands"]["rate"], "splits": {s: v["rate"] for s, v in d["hands"]["splits"].items()}}
+                  for n, d in prepared["datasets"].items() if "hands" in d},
     }
 
+
+
+def hand_share_text(nums: dict) -> str:
+    """The share of Grad-CAM's heat in the hand's box, per test set: the sentence and the table."""
+    rows = [r for r in nums["hand_share"] if r["share"] is not None]
+    if not rows:
+        return "No sampled test image had a hand found by the detector, so no share of heat on the hand is measured."
+    parts = []
+    for e in dict.fromkeys(r["eval_dataset"] for r in rows):
+        mine = [r for r in rows if r["eval_dataset"] == e]
+        inside = [r for r in mine if r["domain"] == "in-domain"]
+        across = [r for r in mine if r["domain"] == "cross-domain"]
+        area = sum(r["box_area"] for r in mine) / len(mine)
+        say = f"on {e}'s test images, whose hand boxes cover {area:.2f} of the image on average, "
+        bits = [f"models trained on it put {_span([r['share'] for r in inside])} of their heat there" if inside else "",
+                f"models trained elsewhere {_span([r['share'] for r in across])}" if across else ""]
+        parts.append(say + " and ".join(b for b in bits if b))
+    rate = "; ".join(f"{n} {100 * h['rate']:.1f}%" for n, h in nums["hands"].items())
+    return ("The share of each heat map inside the hand's box (the square around the 21 landmarks MediaPipe's detector "
+            f"finds, with a margin; hands found in {rate} of the images), each cell's heat spread over its area: "
+            + "; ".join(parts) + ". A map spread evenly would put the box's area there.\n\n"
+            + hand_share_markdown(nums["hand_share"]))
+
+
+def _span(xs: list[float]) -> str:
+    lo, hi = min(xs), max(xs)
+    return f"{lo:.2f}" if round(lo, 2) == round(hi, 2) else f"{lo:.2f}-{hi:.2f}"
 
 
 def _effect(x: dict, accs: bool = True) -> str:
@@ -259,7 +290,13 @@ def paper_text(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         "- **Target data**: multi-source models train on the union of the datasets' training splits (shared labels); "
         f"few-shot models add k in {', '.join(map(str, preset.few_shot))} labelled images per letter of the target's training "
         "split to the source's, spread over the target's recording and drawn per seed.\n"
-        "- **Paired differences.** Each effect is the difference of two models' (or one model's at two test resolutions) "
+        + (f"- **Adaptation without target labels** (`<source>+<method>(<target>)`, methods {', '.join(preset.adapt.methods)}): "
+           "heads trained on the source's labelled features and the target's unlabelled training features, never a target "
+           "label: each domain's features standardised with its own statistics (std); the source's features given the "
+           "target's mean and covariance (coral, CORAL); self-training on the source model's pseudo-labels of the target's "
+           f"images with a probability of at least {preset.adapt.confidence:g}, {preset.adapt.rounds} rounds (self). Scored "
+           "on the target.\n" if preset.adapt.methods else "")
+        + "- **Paired differences.** Each effect is the difference of two models' (or one model's at two test resolutions) "
         "mean accuracy on the same test images, with its interval over the table's bootstrap resamples."
         if not preset.train.finetune else "- The image-level fine-tuning mode: block 5 and the head trained on images.")
     values = {
@@ -278,5 +315,6 @@ def paper_text(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         "discussion": discussion, "limitations": limitations, "remedies": _remedies(nums),
         "remedies_method": remedies_method, "effects_table": effects_markdown(nums["effects"]) if nums["effects"] else "No effects (one dataset).",
         "data_dir_hint": "../shared/data" if preset.name == "cpu" else "data",
+        "hand_share": hand_share_text(nums),
     }
     return template.format_map(values)

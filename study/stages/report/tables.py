@@ -123,6 +123,18 @@ def _remedy_order(a: str, b: str, what: str) -> tuple:
     return rank, m.k, int(a.split("@")[1]), b
 
 
+def hand_share_markdown(rows: list[dict]) -> str:
+    """Grad-CAM's share of heat in the hand's box, per model and test set (gradcam/hand_share.csv)."""
+    lines = ["| model | test set | | images with a hand | share of heat in the hand's box [95% interval] | box's share of the image |",
+             "|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        share = "–" if r["share"] is None else _interval(r["share"], r["share_ci_low"], r["share_ci_high"])
+        area = "–" if r["box_area"] is None else f"{r['box_area']:.3f}"
+        lines.append(f"| {r['model']}@{r['R']} | {r['eval_dataset']} | {r['domain']} | {r['with_hand']} of {r['images']} | "
+                     f"{share} | {area} |")
+    return "\n".join(lines)
+
+
 def ablation_rows(rows: list[dict]) -> list[dict]:
     out = []
     for r in rows:
