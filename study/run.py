@@ -47,6 +47,7 @@ COMMANDS: dict[str, Command] = {
                         (f"{_STAGES}.features:run_finetuned",  # fine-tuned models are scored from their own backbone
                          f"{_STAGES}.evaluate:run_stage",
                          "study.diagnostics.separability:run_stage",
+                         "study.diagnostics.cues:run_stage",
                          "study.diagnostics.gradcam:run_stage")),
     "report": Command("tables, figures and the paper from the result files", (f"{_STAGES}.report:run_stage",)),
     "score": Command("score every trained model on a class-per-folder photo set (--folder)",

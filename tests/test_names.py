@@ -61,7 +61,11 @@ def test_remedies_are_single_dataset_models_at_the_preset_remedy_resolutions():
     remedies = [(n, R) for n, R in models if "/" in n]
     assert remedies == [("asl_alphabet/aug4", 64), ("asl_photos/aug4", 64), ("asl_alphabet/ft5", 64), ("asl_photos/ft5", 64)]
     assert [parse(n).kind for n, _ in remedies] == ["augmented"] * 2 + ["fine-tuned"] * 2
-    assert len(models) == 2 * len(model_names(labels, multi_source=True, few_shot=CPU.few_shot, ablation=CPU.ablation)) + 4
+    assert len(models) == 2 * len(model_names(labels, multi_source=True, few_shot=CPU.few_shot, ablation=CPU.ablation,
+                                              adapt=CPU.adapt.methods)) + 4
+    adapted = [n for n, R in models if parse(n).kind == "adapted" and R == 64]
+    assert adapted == [f"{s}+{a}({t})" for s, t in (("asl_alphabet", "asl_photos"), ("asl_photos", "asl_alphabet"))
+                       for a in ("std", "coral", "self")]
     # each remedy after the baseline it starts from (block 5 starts from the frozen model's head)
     assert models.index(("asl_alphabet/ft5", 64)) > models.index(("asl_alphabet", 64))
     no_aug = dataclasses.replace(SMOKE, augment=dataclasses.replace(SMOKE.augment, views=0))

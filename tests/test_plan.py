@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO
 from study.core.config import CPU, SMOKE
 from study.core.labels import CANONICAL
+from study.core.names import parse
 from study.core.plan import Evaluation, Plan, Unit
 from study.core.store import read_separability, read_table
 
@@ -81,7 +82,7 @@ def test_separability_pairs_and_the_gradcam_sample():
     again, _ = plan.gradcam_labels()
     assert labels == again and len(labels) == 6 and set(labels) <= set(range(27))
     assert rng.integers(1 << 30) == Plan(SMOKE, two_datasets()).gradcam_labels()[1].integers(1 << 30)
-    assert {m[0] for m in plan.gradcam_models()} == {n for n, _ in plan.models if "shot(" not in n and "random" not in n}
+    assert {m[0] for m in plan.gradcam_models()} == {n for n, _ in plan.models if parse(n).kind not in ("few-shot", "adapted", "ablation")}
 
 
 @pytest.mark.parametrize("what", ["table", "separability"])

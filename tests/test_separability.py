@@ -4,6 +4,7 @@ are told apart, one domain split in two is not, and both sides are balanced per 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from conftest import tiny_results, write_features
 from study.core import store
@@ -52,3 +53,34 @@ def test_nothing_in_the_image_level_mode(tmp_path):
     image_level = dataclasses.replace(CPU, train=dataclasses.replace(CPU.train, finetune=True))
     ctx = tiny_results(tmp_path / "out", image_level, {"asl_alphabet": SPLITS, "asl_photos": SPLITS})
     assert separability.run_stage(ctx) == [] and not (ctx.out_dir / "separability.csv").exists()
+
+
+def test_the_ring_is_the_outer_frame_of_pixels_and_nothing_else():
+    from study.diagnostics.cues import ring
+
+    images = np.zeros((2, 6, 6, 3), np.uint8)
+    images[0, 0, :, 2] = 255  # the top row blue
+    images[1, 1:-1, 1:-1] = 255  # only the inside bright
+    r = ring(images)
+    assert r.shape == (2, (4 * 6 - 4) * 3)
+    assert r[0].reshape(-1, 3)[:, 2].sum() == 6 and r[0].sum() == 6
+    assert r[1].sum() == 0
+
+
+@pytest.mark.slow
+def test_the_smoke_run_checks_the_trivial_cues(smoke):
+    """evaluate writes cues.csv: the frame alone and the features without a border, for every
+    separability pair; the border's features are units of their own at the lowest R."""
+    from smoke import context, layout
+
+    from study.core import store
+
+    ctx = context(smoke)
+    rows = store.read_cues(layout(smoke)["out"] / "cues.csv")
+    assert {(r["dataset_a"], r["dataset_b"], r["check"]) for r in rows} == {
+        (a, b, c) for a, b, _ in ctx.plan.separability_pairs for c in ("frame", "no 2-pixel border")}
+    for r in rows:
+        assert 0 <= r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"] <= 1 and r["n_test"] > 0
+        assert (r["R"] is None) == (r["check"] == "frame")
+    assert {u.trim for u in ctx.plan.feature_units} == {0, 2}
+    assert "outer one-pixel frame" in (layout(smoke)["paper"] / "paper.md").read_text()

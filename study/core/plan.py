@@ -25,6 +25,8 @@ from study.core.names import FT5, dataset_pairs, eval_name, parse, preset_models
 # images of each per dataset (24 per test set, so that the share of heat on the hand has an
 # interval over images), drawn with this seed.
 GRADCAM_LABELS = 6
+# The trivial-cue check (study.diagnostics.cues): the border its separability removes, in stored pixels.
+CUE_TRIM = 2
 GRADCAM_PER_LABEL = 4
 GRADCAM_SEED = 0
 
@@ -41,6 +43,7 @@ class Unit(NamedTuple):
     flip: bool = False
     view: int = 0
     model: tuple | None = None
+    trim: int = 0  # pixels cut from every side of the stored image first (the trivial-cue check)
 
     @property
     def backbone(self) -> str | None:
@@ -48,6 +51,7 @@ class Unit(NamedTuple):
 
     def __str__(self) -> str:
         extra = " flip" if self.flip else f" augmented view {self.view}" if self.view else ""
+        extra += f" without a {self.trim}-pixel border" if self.trim else ""
         return f"{self.dataset}/{self.split} R={self.R} r={self.r}{extra}" + (f" ({self.model[0]} seed {self.model[2]})" if self.model else "")
 
 
@@ -138,10 +142,10 @@ class Plan:
 
     # --- features ----------------------------------------------------------------------
 
-    def holds_maps(self, R: int, flip: bool = False, view: int = 0, weights: str | None = None) -> bool:
+    def holds_maps(self, R: int, flip: bool = False, view: int = 0, weights: str | None = None, trim: int = 0) -> bool:
         """Whether a features unit also keeps its block-4 maps: the prepared backbone's, at the
-        resolutions where block 5 is fine-tuned, unaugmented."""
-        return R in self.preset.block5.resolutions and not flip and not view and weights is None
+        resolutions where block 5 is fine-tuned, of the whole images as they are."""
+        return R in self.preset.block5.resolutions and not flip and not view and weights is None and not trim
 
     @cached_property
     def feature_units(self) -> list[Unit]:
@@ -165,7 +169,18 @@ class Plan:
                         if split == "train" and name in labels:
                             out += [Unit(name, split, R, R, view=v) for v in range(1, views + 1)]
                 out += self.test_units(name, R)
-        return out
+        return out + self.cue_units
+
+    @cached_property
+    def cue_units(self) -> list[Unit]:
+        """The trivial-cue check's units (study.diagnostics.cues): the training and test splits
+        of every dataset in a separability pair, without a border of CUE_TRIM pixels, at the
+        lowest model resolution."""
+        if not self.separability_pairs:
+            return []
+        R = min(self.preset.train_resolutions)
+        names = [n for n in self.dataset_names if any(n in (a, b) for a, b, _ in self.separability_pairs)]
+        return [Unit(n, split, R, R, trim=CUE_TRIM) for n in names for split in ("train", "test")]
 
     def test_units(self, name: str, R: int) -> list[Unit]:
         """A dataset's test splits (the preset's, where it has them) at R and every r <= R."""

@@ -51,16 +51,16 @@ def command(ctx: Context, stage: str) -> str:
 
 
 def features_dir(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
-                 view: int = 0) -> Path:
+                 view: int = 0, trim: int = 0) -> Path:
     """Cache folder of a features unit; `weights` is the backbone's sha256 (default: the
     prepared one); `view` > 0 is an augmented view of the images (study.datasets.augment)."""
     sha = (weights or ctx.weights_record["converted_sha256"])[:16]
-    name = f"R{R}_r{r}{'_flip' if flip else ''}{f'_aug{view}' if view else ''}"
+    name = f"R{R}_r{r}{'_flip' if flip else ''}{f'_aug{view}' if view else ''}{f'_trim{trim}' if trim else ''}"
     return ctx.cache_dir / "features" / sha / ctx.dataset_fingerprint(dataset) / split / name
 
 
 def features_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
-                  view: int = 0) -> dict:
+                  view: int = 0, trim: int = 0) -> dict:
     """Everything a features unit depends on. The keys for block-4 maps and augmented views
     appear only in the units that have them, so that units cached before they existed stay valid."""
     spec = {
@@ -75,28 +75,31 @@ def features_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: 
         "r": r,
         "flip": flip,
     }
-    if ctx.plan.holds_maps(R, flip, view, weights):
+    if ctx.plan.holds_maps(R, flip, view, weights, trim):
         spec["block4_maps"] = True
     if view:
         spec["augment"] = dataclasses.asdict(ctx.preset.augment) | {"view": view, "seed": AUGMENT_SEED}
+    if trim:
+        spec["trim"] = trim
     return spec
 
 
 def features_fingerprint(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
-                         view: int = 0) -> str:
+                         view: int = 0, trim: int = 0) -> str:
     """The fingerprint of a computed features unit; MissingArtefact if it is missing or damaged."""
-    d = features_dir(ctx, dataset, split, R, r, flip, weights, view)
-    what = f"features of {dataset}/{split} at R={R}, r={r}" + (f", augmented view {view}" if view else "")
-    rec = require(d / "unit.json", features_spec(ctx, dataset, split, R, r, flip, weights, view), what,
+    d = features_dir(ctx, dataset, split, R, r, flip, weights, view, trim)
+    what = (f"features of {dataset}/{split} at R={R}, r={r}" + (f", augmented view {view}" if view else "")
+            + (f", without a {trim}-pixel border" if trim else ""))
+    rec = require(d / "unit.json", features_spec(ctx, dataset, split, R, r, flip, weights, view, trim), what,
                   command(ctx, "features"))
     return rec["fingerprint"]
 
 
 def load_features(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False,
-                  weights: str | None = None, view: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+                  weights: str | None = None, view: int = 0, trim: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """Cached features (N x D) and labels (N) of a unit, and its fingerprint."""
-    fp = features_fingerprint(ctx, dataset, split, R, r, flip, weights, view)
-    d = features_dir(ctx, dataset, split, R, r, flip, weights, view)
+    fp = features_fingerprint(ctx, dataset, split, R, r, flip, weights, view, trim)
+    d = features_dir(ctx, dataset, split, R, r, flip, weights, view, trim)
     return np.load(d / "feats.npy"), np.load(d / "labels.npy"), fp
 
 
@@ -113,12 +116,12 @@ def load_maps(ctx: Context, dataset: str, split: str, R: int, r: int | None = No
 
 def unit_dir(ctx: Context, u: Unit) -> Path:
     """Cache folder of a features unit (study.core.plan.Unit)."""
-    return features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
+    return features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view, u.trim)
 
 
 def unit_spec(ctx: Context, u: Unit) -> dict:
     """Everything a features unit (study.core.plan.Unit) depends on."""
-    return features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view)
+    return features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view, u.trim)
 
 
 def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
@@ -240,6 +243,16 @@ def read_hand_share(path: Path) -> list[dict]:
     rows = read_csv(path, ("R", "images", "with_hand"))
     for r in rows:
         r.update({k: float(r[k]) if r[k] != "" else None for k in ("share", "share_ci_low", "share_ci_high", "box_area")})
+    return rows
+
+
+def read_cues(path: Path) -> list[dict]:
+    """The rows of cues.csv (study.diagnostics.cues; R None for the frame check); none if there is no such file."""
+    if not path.is_file():
+        return []
+    rows = read_csv(path, ("n_train", "n_test"), ("accuracy", "accuracy_ci_low", "accuracy_ci_high"))
+    for r in rows:
+        r["R"] = int(r["R"]) if r["R"] else None
     return rows
 
 

@@ -75,9 +75,12 @@ def model_input(image_u8: np.ndarray, R: int, r: int, flip: bool = False) -> np.
     return to_unit(model_pixels(image_u8, R, r, flip))
 
 
-def model_pixels(image_u8: np.ndarray, R: int, r: int, flip: bool = False) -> np.ndarray:
+def model_pixels(image_u8: np.ndarray, R: int, r: int, flip: bool = False, trim: int = 0) -> np.ndarray:
     """`model_input` before the scaling to [0, 1]: R x R x 3 uint8, a quarter of the bytes
-    (what the input pipeline's workers send)."""
+    (what the input pipeline's workers send); with `trim`, that many pixels are cut from
+    every side of the stored image first."""
+    if trim:
+        image_u8 = image_u8[trim:-trim, trim:-trim]
     im = Image.fromarray(image_u8)
     if im.size != (R, R):
         im = im.resize((R, R), Image.Resampling.BOX if im.size[0] > R else Image.Resampling.BILINEAR)

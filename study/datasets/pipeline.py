@@ -50,6 +50,7 @@ class LoadBatch:
     R: int
     r: int
     flip: bool = False
+    trim: int = 0
 
     def __len__(self) -> int:
         return -(-self.n // self.batch)
@@ -63,7 +64,7 @@ class LoadBatch:
         records = self.source.__getitems__(list(range(start, min(self.n, start + self.batch))))
         return {
             "start": start,
-            "pixels": np.stack([model_pixels(rec["image"], self.R, self.r, self.flip) for rec in records]),
+            "pixels": np.stack([model_pixels(rec["image"], self.R, self.r, self.flip, self.trim) for rec in records]),
             "labels": np.asarray([rec["label"] for rec in records], np.int64),
         }
 

@@ -115,7 +115,7 @@ def compute_units(ctx: Context, todo: list[Unit], summary_path: Path | None = No
             records.append({"dataset": u.dataset, "split": u.split, "R": u.R, "r": u.r, "flip": u.flip,
                             "images": rec["images"], "seconds": rec["seconds"],
                             "images_per_second": rec["images_per_second"], "backend": rec["backend"],
-                            "devices": rec["devices"]} | ({"view": u.view} if u.view else {})
+                            "devices": rec["devices"]} | ({"view": u.view} if u.view else {}) | ({"trim": u.trim} if u.trim else {})
                            | ({"backbone": u.backbone, "from_maps": bool(rec.get("from_maps"))} if u.model else {}))
     summary = {"units": records, "throughput_by_R": _throughput([x for x in records if not x.get("from_maps")])}
     if lead:
@@ -131,7 +131,7 @@ def _from_maps(u: Unit) -> bool:
 def _load(ctx: Context, u: Unit) -> pipeline.LoadBatch:
     """The unit's images as the features pass's batches."""
     source = open_builder(ctx, u.dataset).as_data_source()[u.split]
-    return pipeline.LoadBatch(source, len(source), ctx.preset.feature_batch, u.R, u.r, u.flip)
+    return pipeline.LoadBatch(source, len(source), ctx.preset.feature_batch, u.R, u.r, u.flip, u.trim)
 
 
 def _compute(ctx: Context, u: Unit, d: Path, spec: dict, load: pipeline.LoadBatch | None,
@@ -147,7 +147,7 @@ def _compute(ctx: Context, u: Unit, d: Path, spec: dict, load: pipeline.LoadBatc
         from study.datasets import augment
 
         view = lambda x, idx: augment.view(x, idx, u.view, ctx.preset.augment, store.AUGMENT_SEED)
-    maps = ctx.plan.holds_maps(u.R, u.flip, u.view, u.backbone)
+    maps = ctx.plan.holds_maps(u.R, u.flip, u.view, u.backbone, u.trim)
     load = _load(ctx, u) if load is None else load
     return compute(ctx, _extractor(ctx, w, maps), load, d, spec, str(u), view, feed)
 

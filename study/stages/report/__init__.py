@@ -25,7 +25,8 @@ from study.stages.report.results import check_complete, open_results
 from study.stages.report.tables import table_latex, table_markdown
 
 # Bump when the report changes what it writes, so that a report of unchanged results is redone.
-REPORT_VERSION = 10  # 9: adapted models (effects, tables, the wording "without target labels"); 10: heat on the hand
+REPORT_VERSION = 11  # 9: adapted models (effects, tables, the wording "without target labels"); 10: heat on the
+# hand; 11: the trivial cues
 FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions, few_shot,
            effects, gradcam)
 
@@ -48,6 +49,7 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     inputs += [out_dir / "separability.csv"] if (out_dir / "separability.csv").is_file() else []
     inputs += sorted((out_dir / "models").glob("*/seed*/history.json")) + sorted((out_dir / "eval").rglob("*.json"))
     inputs += sorted((out_dir / "gradcam" / "figures").glob("overview.*"))
+    inputs += [out_dir / "cues.csv"] if (out_dir / "cues.csv").is_file() else []
     inputs += [out_dir / "gradcam" / "hand_share.csv"] if (out_dir / "gradcam" / "hand_share.csv").is_file() else []
     for p in inputs:
         h.update(p.read_bytes())

@@ -50,10 +50,34 @@ def paper_numbers(info: dict, rows: list[dict], ctx: Context) -> dict:
         "not_found": sorted(prepared.get("not_found", {})),
         "weights": {"source": weights["source"], "sha256": weights["source_sha256"], "parameters": weights["parameters"]},
         "hand_share": store.read_hand_share(ctx.out_dir / "gradcam" / "hand_share.csv"),
+        "cues": store.read_cues(ctx.out_dir / "cues.csv"),
         "hands": {n: {"rate": d["hands"]["rate"], "splits": {s: v["rate"] for s, v in d["hands"]["splits"].items()}}
                   for n, d in prepared["datasets"].items() if "hands" in d},
     }
 
+
+
+def _cues(cues: list[dict], sep: list[dict]) -> str:
+    """What the trivial cues say: the outer frame of pixels alone, and the features without a border."""
+    if not cues:
+        return ""
+    frame = [x for x in cues if x["check"] == "frame"]
+    trimmed = [x for x in cues if x["check"] != "frame"]
+    out = ""
+    if frame:
+        out += (" The outer one-pixel frame of the stored images alone tells them apart with "
+                + "; ".join(f"{_f(x['accuracy'])} [{_f(x['accuracy_ci_low'])}, {_f(x['accuracy_ci_high'])}] "
+                            f"({x['dataset_a']} vs {x['dataset_b']})" for x in frame) + ".")
+    for x in trimmed:
+        whole = next((s for s in sep if s["datasets"] == [x["dataset_a"], x["dataset_b"]] and s["R"] == x["R"]), None)
+        same = whole is not None and x["accuracy_ci_low"] <= whole["accuracy"] <= x["accuracy_ci_high"]
+        out += (f" With a {x['check'].split()[1].split('-')[0]}-pixel border cut away, the features at R = {x['R']} still "
+                f"tell {x['dataset_a']} from {x['dataset_b']} with {_f(x['accuracy'])} [{_f(x['accuracy_ci_low'])}, "
+                f"{_f(x['accuracy_ci_high'])}]" + (f" (whole images {_f(whole['accuracy'])})" if whole else "")
+                + (": the frame is not what separates them." if same and x["accuracy_ci_low"] > 0.9
+                   else ": cutting the border lowers it, so the border carries part of what separates them."
+                   if whole is not None and whole["accuracy"] > x["accuracy_ci_high"] else "."))
+    return out
 
 
 def hand_share_text(nums: dict) -> str:
@@ -161,6 +185,7 @@ def _discussion(nums: dict, kaggle: list[dict]) -> str:
                 text += (f" Even the lowest bound of these ({_f(lowest)}) lies above the best cross-domain letter accuracy "
                          f"({_f(best_cross)}): the features say which dataset an image comes from far more reliably than "
                          "a letter classifier carries its letters from one dataset to the other.")
+        text += _cues(nums["cues"], sep)
         hidden = ([f"on the {kaggle[0]['n']} official Kaggle test images, photographed with the training images, "
                    + " and ".join(f"{r['train_dataset']}@{r['train_res']} scores {_f(r['accuracy'])}" for r in kaggle)] if kaggle else [])
         hidden += [f"a random split of {a['dataset']}'s frames moves its in-domain accuracy at R = {a['R']} by "

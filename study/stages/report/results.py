@@ -37,6 +37,8 @@ def check_complete(ctx: Context) -> tuple[list[dict], list[dict]]:
                 if (a, b, R, r) not in have]
     if not (out_dir / "gradcam" / "figures" / "overview.png").is_file():
         missing.append(f"the Grad-CAM overview ({out_dir / 'gradcam' / 'figures' / 'overview.png'}, made by evaluate)")
+    if plan.separability_pairs and not (out_dir / "cues.csv").is_file():
+        missing.append(f"the trivial-cue checks ({out_dir / 'cues.csv'}, made by evaluate)")
     if plan.gradcam_models() and not (out_dir / "gradcam" / "hand_share.csv").is_file():
         missing.append(f"Grad-CAM's share of heat on the hand ({out_dir / 'gradcam' / 'hand_share.csv'}, made by evaluate)")
     if missing:
