@@ -24,6 +24,7 @@ from study import run
 from study.core import store
 from study.core.config import SMOKE
 from study.core.errors import StaleResultError
+from study.core.names import parse
 from study.datasets import open_builder
 from study.datasets.images import model_input
 from study.extraction import extract
@@ -48,14 +49,16 @@ def test_all_writes_models_evaluations_and_the_table(smoke):
               "asl_alphabet+asl_photos", "synthetic_asl_alphabet+asl_photos"}
     shots = {f"{a}+2shot({b})" for a in names for b in names if a != b}
     remedies = {f"{a}/{x}" for a in names for x in ("aug2", "ft5")}
-    assert {r["train_dataset"] for r in rows} == names | unions | shots | remedies | {"asl_alphabet+random"}
+    adapted = {f"{a}+{m}({b})" for a in names for b in names if a != b for m in ("std", "coral", "self")}
+    assert {r["train_dataset"] for r in rows} == names | unions | shots | remedies | adapted | {"asl_alphabet+random"}
     assert {r["eval_dataset"] for r in rows} == names | {"asl_alphabet:kaggle_test", "asl_alphabet+random"}
     assert {r["eval_res"] for r in rows} == {"32", "16"}
     # 3 + 4 + 6 models x (3 test splits + kaggle_test) x 2 degradations; each few-shot model on
-    # its target's test splits (asl_alphabet's two, the others' one) x 2; the ablation's one row
-    assert len(rows) == 13 * 4 * 2 + (2 * 2 + 4 * 1) * 2 + 1
+    # its target's test splits (asl_alphabet's two, the others' one) x 2, and so each of the 3
+    # adapted models of a pair; the ablation's one row
+    assert len(rows) == 13 * 4 * 2 + (2 * 2 + 4 * 1) * 2 * 4 + 1
     for r in rows:
-        if "shot(" in r["train_dataset"]:
+        if "shot(" in r["train_dataset"] or parse(r["train_dataset"]).kind == "adapted":
             assert r["eval_dataset"].split(":")[0] == r["train_dataset"].split("(")[1].rstrip(")")
     # the few-shot draw is saved with the model: k images per label of the target's training split
     draw = json.loads((out / "models/asl_photos+2shot(asl_alphabet)@32/seed0/draw.json").read_text())

@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from study.core import store
 from study.core.context import Context
-from study.core.files import write_csv_atomic
+from study.core.files import write_csv_unless_same
 from study.core.plan import CUE_TRIM
 from study.core.stats import mean_interval
 from study.core.units import is_done, mark_done, read_marker
@@ -97,7 +97,7 @@ def run_stage(ctx: Context) -> list[dict]:
             rows.append({"dataset_a": a, "dataset_b": b, "check": check, "R": "" if rec["R"] is None else rec["R"],
                          "n_train": rec["n_train"], "n_test": rec["n_test"], "accuracy": rec["accuracy"],
                          "accuracy_ci_low": rec["accuracy_ci"][0], "accuracy_ci_high": rec["accuracy_ci"][1]})
-    write_csv_atomic(ctx.out_dir / "cues.csv", COLUMNS, rows)
+    write_csv_unless_same(ctx.out_dir / "cues.csv", COLUMNS, rows)
     ctx.echo(f"trivial cues: {len(rows)} rows -> {ctx.out_dir / 'cues.csv'}")
     return rows
 
