@@ -105,7 +105,7 @@ def where_to_put(preset: Preset, data_dir: Path) -> str:
                else "any class-per-folder photo set, <class>/<image> (see data/README.md)")
         lines.append(f"  {folder}/\n      {name}: {how}")
     lines.append("data/README.md has the layouts and licences. To try the whole pipeline on generated "
-                 "images first (about 3.5 minutes): python -m study.run all --preset smoke")
+                 "images first (about 5 minutes): python -m study.run all --preset smoke")
     return "\n".join(lines)
 
 
