@@ -74,9 +74,7 @@ def _cues(cues: list[dict], sep: list[dict]) -> str:
         out += (f" With a {x['check'].split()[1].split('-')[0]}-pixel border cut away, the features at R = {x['R']} still "
                 f"tell {x['dataset_a']} from {x['dataset_b']} with {_f(x['accuracy'])} [{_f(x['accuracy_ci_low'])}, "
                 f"{_f(x['accuracy_ci_high'])}]" + (f" (whole images {_f(whole['accuracy'])})" if whole else "")
-                + (": the frame is not what separates them" + (f" (cutting it costs {_f(whole['accuracy'] - x['accuracy'])})"
-                                                                 if lower else "") + "."
-                   if x["accuracy_ci_low"] > 0.9
+                + (": the frame is not what separates them." if x["accuracy_ci_low"] > 0.9
                    else ": cutting the border lowers it, so the border carries part of what separates them." if lower else "."))
     return out
 
@@ -96,9 +94,9 @@ def hand_share_text(nums: dict) -> str:
         bits = [f"models trained on it put {_span([r['share'] for r in inside])} of their heat there" if inside else "",
                 f"models trained elsewhere {_span([r['share'] for r in across])}" if across else ""]
         parts.append(say + " and ".join(b for b in bits if b))
-    rate = "; ".join(f"{n} {100 * h['rate']:.1f}%" for n, h in nums["hands"].items())
+    rate = "; ".join(f"{n} {h['rate']:.3f}" for n, h in nums["hands"].items())
     return ("The share of each heat map inside the hand's box (the square around the 21 landmarks MediaPipe's detector "
-            f"finds, with a margin; hands found in {rate} of the images), each cell's heat spread over its area: "
+            f"finds, with a margin; a hand is found in a share of the images of {rate}), each cell's heat spread over its area: "
             + "; ".join(parts) + ". A map spread evenly would put the box's area there.\n\n"
             + hand_share_markdown(nums["hand_share"]))
 
