@@ -62,7 +62,7 @@ def test_the_share_of_heat_in_a_box_spreads_each_cell_over_its_area():
 
 
 def test_the_hand_box_is_a_square_with_a_margin_moved_inside_the_image():
-    from study.hands.landmarks import hand_box
+    from study.core.hand import hand_box
 
     pts = np.array([[0.4, 0.4], [0.6, 0.5]])
     np.testing.assert_allclose(hand_box(pts, 0.2), [0.36, 0.31, 0.64, 0.59])  # side 0.2 * 1.4, centred

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from study.core.config import CPU, SMOKE
-from study.core.names import Model, dataset_pairs, folder, model_names, parse, preset_models, skipped
+from study.core.names import LANDMARKS_R, Model, dataset_pairs, folder, model_names, parse, preset_models, skipped
 
 ASL = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"del", "nothing", "space"}
 LEX = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"nothing"}
@@ -59,16 +59,27 @@ def test_remedies_are_single_dataset_models_at_the_preset_remedy_resolutions():
     labels = {"asl_alphabet": ASL, "asl_photos": ASL}
     models = preset_models(CPU, labels)
     remedies = [(n, R) for n, R in models if "/" in n]
-    assert remedies == [("asl_alphabet/aug4", 64), ("asl_photos/aug4", 64), ("asl_alphabet/ft5", 64), ("asl_photos/ft5", 64)]
-    assert [parse(n).kind for n, _ in remedies] == ["augmented"] * 2 + ["fine-tuned"] * 2
+    both = lambda x: [f"asl_alphabet/{x}", f"asl_photos/{x}"]
+    assert [n for n, R in remedies if R == 64] == both("aug4") + both("ft5") + both("hand") + both("hand+landmarks")
+    assert [n for n, R in remedies if R == 128] == both("hand") + both("hand+landmarks")
+    assert [n for n, R in remedies if R == LANDMARKS_R] == both("landmarks") + both("landmarks/aug8")
+    assert [parse(n).kind for n, R in remedies if R == 64] == (["augmented"] * 2 + ["fine-tuned"] * 2 + ["hand crop"] * 2
+                                                               + ["both views"] * 2)
+    assert [parse(n).input for n, R in remedies if R == 64] == [""] * 4 + ["crop"] * 2 + ["both"] * 2
+    assert {parse(n).input for n, R in remedies if R == LANDMARKS_R} == {"landmarks"}
+    assert [parse(n).landmark_views for n, R in remedies if R == LANDMARKS_R] == [0, 0, 8, 8]
     assert len(models) == 2 * len(model_names(labels, multi_source=True, few_shot=CPU.few_shot, ablation=CPU.ablation,
-                                              adapt=CPU.adapt.methods)) + 4
+                                              adapt=CPU.adapt.methods)) + 16
+    # landmark models only for the datasets with a hand found in their training and validation images
+    assert [n for n, R in preset_models(CPU, labels, ["asl_photos"]) if R == LANDMARKS_R] == [
+        "asl_photos/landmarks", "asl_photos/landmarks/aug8"]
     adapted = [n for n, R in models if parse(n).kind == "adapted" and R == 64]
     assert adapted == [f"{s}+{a}({t})" for s, t in (("asl_alphabet", "asl_photos"), ("asl_photos", "asl_alphabet"))
                        for a in ("std", "coral", "self")]
     # each remedy after the baseline it starts from (block 5 starts from the frozen model's head)
     assert models.index(("asl_alphabet/ft5", 64)) > models.index(("asl_alphabet", 64))
-    no_aug = dataclasses.replace(SMOKE, augment=dataclasses.replace(SMOKE.augment, views=0))
+    no_aug = dataclasses.replace(SMOKE, augment=dataclasses.replace(SMOKE.augment, views=0),
+                                 hands=dataclasses.replace(SMOKE.hands, crops=False, landmarks=False))
     assert [n for n, _ in preset_models(no_aug, labels) if "/" in n] == ["asl_alphabet/ft5", "asl_photos/ft5"]
     image_mode = dataclasses.replace(SMOKE, train=dataclasses.replace(SMOKE.train, finetune=True))
     assert [n for n, _ in preset_models(image_mode, labels)] == ["asl_alphabet", "asl_photos"]

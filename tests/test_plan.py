@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from study.core.config import CPU, SMOKE
 from study.core.labels import CANONICAL
-from study.core.names import parse
+from study.core.names import LANDMARKS_R, parse
 from study.core.plan import Evaluation, Plan, Unit
 from study.core.store import read_separability, read_table
 
@@ -36,11 +36,41 @@ def test_feature_units_training_splits_views_then_test_splits_at_every_r():
         + [Unit("asl_alphabet", "validation", 64, 64)]
     assert Unit("asl_alphabet", "kaggle_test", 64, 16) in units and Unit("asl_photos", "kaggle_test", 64, 64) not in units
     # augmented views only at the resolutions the preset augments; every r <= R for test splits
-    assert not [u for u in units if u.view and u.R != 64]
+    assert not [u for u in units if u.view and u.R != 64 and u.hand != "landmarks"]
     assert sorted({u.r for u in units if u.split == "test" and u.R == 128}) == [16, 32, 64, 128]
     assert len(units) == len(set(units))
     image_level = dataclasses.replace(CPU, train=dataclasses.replace(CPU.train, finetune=True))
     assert Plan(image_level, two_datasets()).feature_units == []
+
+
+def test_hand_crops_are_units_at_every_R_and_r_and_landmarks_one_unit_per_split():
+    plan = Plan(CPU, two_datasets())
+    crops = [u for u in plan.feature_units if u.hand == "crop"]
+    whole = [u._replace(hand="") for u in plan.feature_units if not u.hand and not u.view and not u.trim]
+    assert sorted(u._replace(hand="") for u in crops) == sorted(whole)  # the same splits, R and r as the whole images
+    assert [u for u in plan.feature_units if u.hand == "landmarks" and not u.view] == [
+        Unit(d, s, LANDMARKS_R, LANDMARKS_R, hand="landmarks") for d, ss in (("asl_alphabet", ("train", "validation", "test",
+                                                                                             "kaggle_test")),
+                                                                             ("asl_photos", ("train", "validation", "test")))
+        for s in ss]
+    views = [u for u in plan.feature_units if u.hand == "landmarks" and u.view]
+    assert views == [Unit(d, "train", 0, 0, view=v, hand="landmarks") for d in ("asl_alphabet", "asl_photos") for v in range(1, 9)]
+    assert not plan.holds_maps(64, hand="crop") and plan.holds_maps(64)
+    evals = plan.evaluations()
+    hand = [e for e in evals if e.model == "asl_alphabet/hand" and e.R == 128 and e.seed == 0 and e.split == "test"]
+    assert [(e.dataset, e.r) for e in hand] == [(d, r) for d in ("asl_alphabet", "asl_photos") for r in (128, 64, 32, 16)]
+    marks = [e for e in evals if e.model == "asl_photos/landmarks" and e.seed == 0]
+    assert [(e.dataset, e.split, e.R, e.r) for e in marks] == [("asl_alphabet", "test", 0, 0), ("asl_alphabet", "kaggle_test", 0, 0),
+                                                                ("asl_photos", "test", 0, 0)]
+    # landmark models only where the hands stage found a hand in the training and validation images
+    found = lambda n: {"splits": {"train": {"found": n}, "validation": {"found": n}}}
+    datasets = two_datasets()
+    datasets["asl_alphabet"]["hands"], datasets["asl_photos"]["hands"] = found(0), found(3)
+    assert [n for n, R in Plan(CPU, datasets).models if R == LANDMARKS_R] == ["asl_photos/landmarks", "asl_photos/landmarks/aug8"]
+    both = [e for e in evals if e.model == "asl_photos/hand+landmarks" and e.R == 64 and e.seed == 0]
+    assert [(e.dataset, e.split, e.r) for e in both] == [(d, s, r) for d, ss in (("asl_alphabet", ("test", "kaggle_test")),
+                                                                                  ("asl_photos", ("test",)))
+                                                          for s in ss for r in (64, 32, 16)]
 
 
 def test_models_and_their_evaluations():
@@ -66,9 +96,13 @@ def test_a_folder_is_scored_by_every_model_but_few_shot_and_ablation():
     datasets = two_datasets() | {"my_photos": summary({"test": ["A", "B", "Y"]})}
     plan = Plan(CPU, datasets)
     assert "my_photos" not in plan.dataset_names  # not a dataset of the preset
-    assert plan.folder_units("my_photos") == [Unit("my_photos", "test", R, r) for R in (64, 128) for r in CPU.eval_resolutions_for(R)]
+    assert plan.folder_units("my_photos") == [Unit("my_photos", "test", R, r, hand=h) for R in (64, 128) for h in ("", "crop")
+                                              for r in CPU.eval_resolutions_for(R)] + [
+        Unit("my_photos", "test", 0, 0, hand="landmarks")]
     scorable = plan.scorable()
-    assert not [n for n, _, _ in scorable if "shot(" in n or n.endswith("+random")]
+    assert not [n for n, _, _ in scorable if "shot(" in n or n.endswith("+random") or "+landmarks" in n or "/aug8" in n]
+    assert {n for n, _, _ in scorable if "/hand" in n or "/landmarks" in n} == {
+        f"{d}/{x}" for d in ("asl_alphabet", "asl_photos") for x in ("hand", "landmarks")}
     evals = plan.evaluations(scorable, ["my_photos"])
     assert {e.dataset for e in evals} == {"my_photos"}
     assert len(evals) == sum(len(CPU.eval_resolutions_for(R)) for _, R, _ in scorable)  # every r <= R
@@ -82,7 +116,8 @@ def test_separability_pairs_and_the_gradcam_sample():
     again, _ = plan.gradcam_labels()
     assert labels == again and len(labels) == 6 and set(labels) <= set(range(27))
     assert rng.integers(1 << 30) == Plan(SMOKE, two_datasets()).gradcam_labels()[1].integers(1 << 30)
-    assert {m[0] for m in plan.gradcam_models()} == {n for n, _ in plan.models if parse(n).kind not in ("few-shot", "adapted", "ablation")}
+    assert {m[0] for m in plan.gradcam_models()} == {n for n, _ in plan.models if parse(n).kind not in (
+        "few-shot", "adapted", "ablation", "landmarks", "both views")}
 
 
 @pytest.mark.parametrize("what", ["table", "separability"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoke import args, layout
+from smoke import args, context, layout
 from study import run
 from study.core.labels import CANONICAL
 
@@ -71,7 +71,8 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     singles = {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
     assert {r["train_dataset"] for r in rows} == singles | {
         "asl_alphabet+synthetic_asl_alphabet+asl_photos", "asl_alphabet+synthetic_asl_alphabet", "asl_alphabet+asl_photos",
-        "synthetic_asl_alphabet+asl_photos"} | {f"{d}/{x}" for d in singles for x in ("aug2", "ft5")}
+        "synthetic_asl_alphabet+asl_photos"} | {f"{d}/{x}" for d in singles for x in ("aug2", "ft5", "hand")} | {
+        n for n, R in context(smoke).plan.models if n.endswith("/landmarks")}  # where the smoke images held a hand
     assert {r["eval_dataset"] for r in rows} == {"my_photos"} and {r["eval_res"] for r in rows} == {"32", "16"}
     ds = json.loads((out / "dataset.json").read_text())
     ok = sum(v == "ok" for v in expected.values())
@@ -91,6 +92,9 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     assert len(preds) == ds["splits"]["test"]["images"] and len({p["file"] for p in preds}) == len(preds)
     assert "A/A0.jpg" in {p["file"] for p in preds} and "asl_photos@32 seed 0" in preds[0]
     assert all(p["asl_photos@32 seed 0"] in CANONICAL and 0 < float(p["asl_photos@32 seed 0 p"]) <= 1 for p in preds)
+    # each photo's hand detection: the try that found a hand, or none (generated photos: mostly none)
+    assert {p["hand"] for p in preds} <= {"plain", "none"} and "none" in {p["hand"] for p in preds}
+    assert all(p["asl_photos/hand@32 seed 0"] in CANONICAL for p in preds)
     lex_del = [p for p in preds if p["label"] == "del"]
     assert lex_del and all(p["synthetic_asl_alphabet@32 seed 0"] == "" for p in lex_del)  # not scored: unknown letter
     skipped_csv = {r["file"]: r["reason"] for r in csv.DictReader(open(out / "skipped.csv"))}

@@ -3,8 +3,6 @@ NumPy reference of VGG16, and every refusal."""
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import pickle
 import re

@@ -164,8 +164,24 @@ class HandsConfig:
     chunk: int = 64
     # The hand's box: the square around its landmarks, widened by this fraction of its side on
     # every side, moved back inside the image where it leaves it (Grad-CAM's share of heat on
-    # the hand is measured in it).
+    # the hand is measured in it, and the hand crops are cut by it).
     margin: float = 0.2
+    # Hand crops as a view of every image (models `<dataset>/hand`): features units of each
+    # split's crops at every R and r, as for the whole images. An image with no hand found is
+    # used whole (and counted in datasets.json's misses).
+    crops: bool = True
+    # The landmark classifier (models `<dataset>/landmarks`): a head on the landmark vectors;
+    # with hand crops also `<dataset>/hand+landmarks`, both views side by side.
+    landmarks: bool = True
+    # Landmark augmentation (models `<dataset>/landmarks/aug<views>`; 0: none): views of every
+    # training hand, each turned about the wrist by up to `landmark_rotation` degrees, each
+    # axis stretched by a factor in `landmark_stretch` and sheared by up to `landmark_shear`,
+    # drawn per view (study.core.hand.augment_landmarks). Each epoch shows every hand once, as
+    # itself or one of its views, drawn per (seed, epoch), as for augmented images.
+    landmark_views: int = 8
+    landmark_rotation: float = 15.0
+    landmark_stretch: tuple[float, float] = (0.9, 1.1)
+    landmark_shear: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)

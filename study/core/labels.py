@@ -10,6 +10,9 @@ LETTERS: tuple[str, ...] = tuple(string.ascii_uppercase)
 CANONICAL: tuple[str, ...] = LETTERS + ("del", "nothing", "space")
 # Lexset's class for renders with no hand.
 BLANK = "blank"
+# A landmark model's prediction for an image where no hand was found, among labels without
+# `nothing`: no label at all, always wrong (study.core.hand.no_hand), named NO_HAND_NAME.
+NO_HAND, NO_HAND_NAME = -1, "(no hand)"
 
 _BY_LOWER = {name.lower(): name for name in CANONICAL}
 
@@ -28,3 +31,8 @@ def canonical_label(source_label: str, *, blank_as_nothing: bool = True) -> str 
 def label_index(name: str) -> int:
     """Index of a canonical name in CANONICAL (the ClassLabel integer)."""
     return CANONICAL.index(name)
+
+
+def label_name(index: int) -> str:
+    """The name of a predicted label: canonical, or NO_HAND_NAME."""
+    return NO_HAND_NAME if index == NO_HAND else CANONICAL[index]

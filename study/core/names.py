@@ -14,6 +14,17 @@
     asl_alphabet/aug4                 a head trained on the original and 4 augmented views of
                                       each training image (study.datasets.augment)
     asl_alphabet/ft5                  block 5 fine-tuned with the head, on cached block-4 maps
+    asl_alphabet/hand                 a head on the hand crops of the images (the square around
+                                      the hand's landmarks; an image with no hand found whole),
+                                      trained and scored on crops
+    asl_alphabet/landmarks            the landmark classifier: a head on the 21 hand landmarks
+                                      (study.core.hand.landmark_vectors), at R = 0: it sees no
+                                      image at a model resolution (LANDMARKS_R)
+    asl_alphabet/landmarks/aug8       the landmark classifier trained on the landmarks and 8
+                                      augmented views of each training hand (turned, stretched,
+                                      sheared: study.core.hand.augment_landmarks)
+    asl_alphabet/hand+landmarks       both views at once: the hand crop's features and the
+                                      landmark vector side by side, at each R
 
 A model's folder is its name with "/" written "-" (`folder`). Pure: the report (which never
 imports jax) and the stages share these rules.
@@ -27,7 +38,11 @@ import re
 
 RANDOM = "+random"
 FT5 = "ft5"
-_REMEDY = re.compile(r"^(?P<source>[a-z0-9_]+)/(?P<remedy>aug[1-9]\d*|ft5)$")
+HAND, LANDMARKS, BOTH = "hand", "landmarks", "hand+landmarks"
+# A landmark model's R in names, folders and the table: landmarks are found on the archive's
+# original image, so the model has no model resolution, and is scored at r = 0 only.
+LANDMARKS_R = 0
+_REMEDY = re.compile(r"^(?P<source>[a-z0-9_]+)/(?P<remedy>aug[1-9]\d*|ft5|hand|landmarks(?:/aug[1-9]\d*)?|hand\+landmarks)$")
 _SHOT = re.compile(r"^(?P<source>[a-z0-9_]+)\+(?P<k>\d+)shot\((?P<target>[a-z0-9_]+)\)$")
 # Adaptation without target labels (study.training.adapt), what each name says.
 ADAPTATIONS = {"std": "standardised per domain", "coral": "CORAL", "self": "self-training"}
@@ -43,12 +58,16 @@ class Model:
     k: int = 0        # unlabelled training images were used
     adapt: str = ""  # one of ADAPTATIONS
     random: bool = False  # the leakage ablation's random split of sources[0]
-    remedy: str = ""  # "aug<K>" or "ft5", applied to the single dataset sources[0]
+    # "aug<K>", "ft5", "hand", "landmarks", "landmarks/aug<K>" or "hand+landmarks", applied to the
+    # single dataset sources[0]
+    remedy: str = ""
 
     @property
     def kind(self) -> str:
         if self.remedy:
-            return "fine-tuned" if self.remedy == FT5 else "augmented"
+            if self.remedy.startswith(LANDMARKS):
+                return "landmarks"
+            return {FT5: "fine-tuned", HAND: "hand crop", BOTH: "both views"}.get(self.remedy, "augmented")
         if self.random:
             return "ablation"
         if self.adapt:
@@ -67,6 +86,20 @@ class Model:
     def views(self) -> int:
         """Augmented views per training image (0 unless an augmented model)."""
         return int(self.remedy.removeprefix("aug")) if self.remedy.startswith("aug") else 0
+
+    @property
+    def landmark_views(self) -> int:
+        """Augmented views per training hand of a landmark model (0 unless `<dataset>/landmarks/aug<K>`)."""
+        return int(self.remedy.removeprefix(f"{LANDMARKS}/aug")) if self.remedy.startswith(f"{LANDMARKS}/aug") else 0
+
+    @property
+    def input(self) -> str:
+        """What of an image the model sees: "" the whole image, "crop" its hand crop,
+        "landmarks" its hand landmarks, "both" the crop's features and the landmarks side by
+        side (study.core.plan.Unit.hand; study.core.store.load_view)."""
+        if self.remedy.startswith(LANDMARKS):
+            return "landmarks"
+        return {HAND: "crop", BOTH: "both"}.get(self.remedy, "")
 
     def __str__(self) -> str:
         if self.remedy:
@@ -104,21 +137,31 @@ def folder(name: str, R: int) -> str:
 
 
 def remedies(preset, R: int) -> list[str]:
-    """The remedies a preset applies to each single-dataset model at resolution R."""
+    """The remedies a preset applies to each single-dataset model at resolution R (hand crops
+    where the preset asks for them; the landmark classifier is planned apart, at LANDMARKS_R)."""
     if preset.train.finetune:  # the image-level mode trains single-dataset models only
         return []
     out = [f"aug{preset.augment.views}"] if preset.augment.views and R in preset.augment.resolutions else []
-    return out + ([FT5] if R in preset.block5.resolutions else [])
+    out += [FT5] if R in preset.block5.resolutions else []
+    out += [HAND] if preset.hands.crops else []
+    return out + ([BOTH] if preset.hands.crops and preset.hands.landmarks else [])
 
 
-def preset_models(preset, labels: dict[str, set[str]]) -> list[tuple[str, int]]:
+def preset_models(preset, labels: dict[str, set[str]], with_hands: list[str] | None = None) -> list[tuple[str, int]]:
     """(name, R) of every model of a preset (study.core.config.Preset), given the labels of each
     dataset that has train and validation splits: at each R, the models of `model_names`,
-    then the remedies of each single-dataset model."""
+    then the remedies of each single-dataset model; last, where the preset has landmark
+    models, `<dataset>/landmarks` at LANDMARKS_R for each dataset of `with_hands` (default:
+    all), those with a hand found in their training and validation images."""
     names = model_names(labels, multi_source=preset.multi_source, few_shot=preset.few_shot,
                         ablation=preset.ablation, finetune=preset.train.finetune, adapt=preset.adapt.methods)
-    return [(n, R) for R in preset.train_resolutions
-            for n in names + [f"{d}/{x}" for x in remedies(preset, R) for d in labels]]
+    out = [(n, R) for R in preset.train_resolutions
+           for n in names + [f"{d}/{x}" for x in remedies(preset, R) for d in labels]]
+    if preset.hands.landmarks and not preset.train.finetune:
+        views = [f"/aug{preset.hands.landmark_views}"] if preset.hands.landmark_views else []
+        out += [(f"{d}/{LANDMARKS}{v}", LANDMARKS_R) for v in ["", *views] for d in labels
+                if with_hands is None or d in with_hands]
+    return out
 
 
 def model_names(labels: dict[str, set[str]], *, multi_source: bool, few_shot: tuple[int, ...], ablation: tuple[str, ...],

@@ -19,7 +19,7 @@ import numpy as np
 
 from study.core.config import Preset
 from study.core.labels import label_index
-from study.core.names import FT5, dataset_pairs, eval_name, parse, preset_models, remedies, skipped
+from study.core.names import FT5, LANDMARKS_R, dataset_pairs, eval_name, parse, preset_models, remedies, skipped
 
 # The Grad-CAM sample (study.diagnostics.gradcam): this many shared labels, and this many test
 # images of each per dataset (24 per test set, so that the share of heat on the hand has an
@@ -44,6 +44,8 @@ class Unit(NamedTuple):
     view: int = 0
     model: tuple | None = None
     trim: int = 0  # pixels cut from every side of the stored image first (the trivial-cue check)
+    # "crop": the images' hand crops; "landmarks": the landmark vectors, at R = r = 0 (no backbone)
+    hand: str = ""
 
     @property
     def backbone(self) -> str | None:
@@ -52,6 +54,9 @@ class Unit(NamedTuple):
     def __str__(self) -> str:
         extra = " flip" if self.flip else f" augmented view {self.view}" if self.view else ""
         extra += f" without a {self.trim}-pixel border" if self.trim else ""
+        if self.hand == "landmarks":
+            return f"{self.dataset}/{self.split} landmark vectors" + (f", augmented view {self.view}" if self.view else "")
+        extra += " hand crops" if self.hand else ""
         return f"{self.dataset}/{self.split} R={self.R} r={self.r}{extra}" + (f" ({self.model[0]} seed {self.model[2]})" if self.model else "")
 
 
@@ -108,7 +113,17 @@ class Plan:
     @cached_property
     def models(self) -> list[tuple[str, int]]:
         """(name, R) of every model of the preset (names: study.core.names)."""
-        return preset_models(self.preset, self.trainable_labels)
+        return preset_models(self.preset, self.trainable_labels, self.with_hands)
+
+    @cached_property
+    def with_hands(self) -> list[str] | None:
+        """The trainable datasets with a hand found in their training and validation images
+        (the `hands` entry of datasets.json), which get landmark models; None before the hands
+        stage has run (then every one is planned, and its unit asks for the hands stage)."""
+        if any("hands" not in self.datasets[n] for n in self.trainable_labels):
+            return None
+        return [n for n in self.trainable_labels
+                if all(self.datasets[n]["hands"]["splits"][s]["found"] > 0 for s in ("train", "validation"))]
 
     @cached_property
     def model_seeds(self) -> list[tuple[str, int, int]]:
@@ -136,16 +151,20 @@ class Plan:
         return self.classes(model)
 
     def scorable(self) -> list[tuple[str, int, int]]:
-        """The models a folder of one's own photos is scored with: all but the few-shot ones
-        and the ablation, which belong to the study's own datasets."""
-        return [(n, R, s) for n, R, s in self.model_seeds if parse(n).kind not in ("few-shot", "adapted", "ablation")]
+        """The models a folder of one's own photos is scored with: all but the few-shot,
+        adapted and ablation ones, which belong to the study's own datasets, and the variants
+        of the hand models (both views, augmented landmarks), whose heads the study of record
+        does not commit; the hand-crop and landmark models are."""
+        return [(n, R, s) for n, R, s in self.model_seeds
+                if parse(n).kind not in ("few-shot", "adapted", "ablation", "both views") and not parse(n).landmark_views]
 
     # --- features ----------------------------------------------------------------------
 
-    def holds_maps(self, R: int, flip: bool = False, view: int = 0, weights: str | None = None, trim: int = 0) -> bool:
+    def holds_maps(self, R: int, flip: bool = False, view: int = 0, weights: str | None = None, trim: int = 0,
+                   hand: str = "") -> bool:
         """Whether a features unit also keeps its block-4 maps: the prepared backbone's, at the
         resolutions where block 5 is fine-tuned, of the whole images as they are."""
-        return R in self.preset.block5.resolutions and not flip and not view and weights is None and not trim
+        return R in self.preset.block5.resolutions and not flip and not view and weights is None and not trim and not hand
 
     @cached_property
     def feature_units(self) -> list[Unit]:
@@ -169,7 +188,22 @@ class Plan:
                         if split == "train" and name in labels:
                             out += [Unit(name, split, R, R, view=v) for v in range(1, views + 1)]
                 out += self.test_units(name, R)
-        return out + self.cue_units
+            if p.hands.crops:  # hand crops: every split at R, the test splits at every r
+                for name in self.dataset_names:
+                    out += [Unit(name, s, R, R, hand="crop") for s in ("train", "validation") if s in self.splits(name)]
+                    out += self.test_units(name, R, "crop")
+        return out + self.landmark_units + self.cue_units
+
+    @cached_property
+    def landmark_units(self) -> list[Unit]:
+        """The landmark vectors of every split of every dataset, where the preset has landmark
+        models, then the augmented views of each trainable dataset's training hands."""
+        p = self.preset
+        if not p.hands.landmarks or p.train.finetune:
+            return []
+        views = [Unit(n, "train", LANDMARKS_R, LANDMARKS_R, view=v, hand="landmarks") for n in self.trainable_labels
+                 for v in range(1, p.hands.landmark_views + 1)]
+        return [Unit(n, s, LANDMARKS_R, LANDMARKS_R, hand="landmarks") for n in self.dataset_names for s in self.splits(n)] + views
 
     @cached_property
     def cue_units(self) -> list[Unit]:
@@ -182,17 +216,22 @@ class Plan:
         names = [n for n in self.dataset_names if any(n in (a, b) for a, b, _ in self.separability_pairs)]
         return [Unit(n, split, R, R, trim=CUE_TRIM) for n in names for split in ("train", "test")]
 
-    def test_units(self, name: str, R: int) -> list[Unit]:
-        """A dataset's test splits (the preset's, where it has them) at R and every r <= R."""
+    def test_units(self, name: str, R: int, hand: str = "") -> list[Unit]:
+        """A dataset's test splits (the preset's, where it has them) at R and every r <= R (the
+        landmark vectors at r = R = 0 only), of the images' `hand` view (study.core.names.Model.input)."""
         splits = self.splits(name)
-        return [Unit(name, split, R, r) for split in self.preset.eval.splits if split in splits
+        return [Unit(name, split, R, r, hand=hand) for split in self.preset.eval.splits if split in splits
                 for r in self.preset.eval_resolutions_for(R)]
 
     def folder_units(self, name: str) -> list[Unit]:
-        """The frozen-backbone units that scoring a folder of photos (`score`) needs."""
-        if self.preset.train.finetune:
+        """The frozen-backbone units that scoring a folder of photos (`score`) needs: its
+        images at every R and r, their hand crops likewise, their landmark vectors."""
+        p = self.preset
+        if p.train.finetune:
             return []
-        return [u for R in self.preset.train_resolutions for u in self.test_units(name, R)]
+        crops = ["crop"] if p.hands.crops else []
+        marks = self.test_units(name, LANDMARKS_R, "landmarks") if p.hands.landmarks else []
+        return [u for R in p.train_resolutions for hand in ["", *crops] for u in self.test_units(name, R, hand)] + marks
 
     # --- evaluations -------------------------------------------------------------------
 
@@ -208,7 +247,7 @@ class Plan:
                 out.append(Evaluation(name, R, seed, name, "test", R))
                 continue
             for eval_ds in [m.target] if m.target else eval_datasets or self.dataset_names:
-                out += [Evaluation(name, R, seed, u.dataset, u.split, u.r) for u in self.test_units(eval_ds, R)]
+                out += [Evaluation(name, R, seed, u.dataset, u.split, u.r) for u in self.test_units(eval_ds, R, m.input)]
         return out
 
     def finetuned_evaluations(self, models: Iterable[tuple[str, int, int]] | None = None,
@@ -242,9 +281,11 @@ class Plan:
                 for r in p.eval_resolutions_for(R)]
 
     def gradcam_models(self) -> list[tuple[str, int, int]]:
-        """The models Grad-CAM draws: every one but the few-shot models and the ablation, at its first seed."""
+        """The models Grad-CAM draws, at their first seed: every one but the few-shot, adapted
+        and ablation models and those that see landmarks (no image, or not only)."""
         seed = self.preset.seeds[0]
-        return [(n, R, s) for n, R, s in self.model_seeds if s == seed and parse(n).kind not in ("few-shot", "adapted", "ablation")]
+        return [(n, R, s) for n, R, s in self.model_seeds
+                if s == seed and parse(n).kind not in ("few-shot", "adapted", "ablation", "landmarks", "both views")]
 
     def gradcam_labels(self) -> tuple[list[int], np.random.Generator]:
         """The Grad-CAM sample's labels, drawn from those all the preset's datasets share, and

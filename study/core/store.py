@@ -7,9 +7,12 @@ features, manifests (study.core.units) and array loading; building modules from 
 study.network.model's, running stages is each stage's. A unit another stage needs but that is
 missing or damaged is an error naming the file and the command that makes it.
 
-    <cache-dir>/features/<weights sha>/<dataset fingerprint>/<split>/R<R>_r<r>[_flip][_aug<v>]/
+    <cache-dir>/features/<weights sha>/<dataset fingerprint>/<split>/R<R>_r<r>[_flip][_aug<v>][_trim<t>][_hand]/
         feats.npy (N x 512 float32), labels.npy (N int64), unit.json
         [, maps.npy (N x R/16 x R/16 x 512 float32): block-4 maps, at block-5 resolutions]
+    <cache-dir>/features/landmarks/<hands unit fingerprint>/<dataset fingerprint>/<split>/
+        feats.npy (N x 63 float32: study.core.hand.landmark_vectors), labels.npy, found.npy (N bool), unit.json
+    <cache-dir>/hands/<models id>/<dataset fingerprint>/<split>/hands.npz, unit.json  (study.hands.landmarks)
     <out>/models/<model folder (study.core.names.folder)>/seed<k>/
         head.npz, history.json, curves.png, unit.json [, block5.npz when fine-tuned]
     <out>/eval/<dataset>@<R>/seed<k>/<eval dataset>.<split>.r<r>.json (+ .txt)
@@ -20,6 +23,7 @@ missing or damaged is an error naming the file and the command that makes it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,13 +31,18 @@ import numpy as np
 
 from study.core.context import Context, default_out
 from study.core.files import read_csv, write_csv_atomic
+from study.core.hand import MODEL_FILES, augment_landmarks, crop_boxes, landmark_vectors, to_stored
 from study.core.splits import random_deal
 from study.core.names import FT5, RANDOM, folder, parse
 from study.core.plan import Unit
-from study.core.units import MissingArtefact, readable_record, require
+from study.core.units import MissingArtefact, fingerprint, readable_record, require
 
 # Bump when the feature computation changes, so cached features are recomputed.
 FEATURES_VERSION = 2  # 2: convolutions by Winograd on CPU (study.network.conv)
+# Bump when the landmark classifier's input (study.core.hand.landmark_vectors) changes.
+LANDMARK_FEATURES_VERSION = 1
+# Bump when what a hands unit computes changes, so that cached landmarks are recomputed.
+HANDS_VERSION = 1
 # Seed of the leakage ablation's random split (the same for every model seed).
 RANDOM_SPLIT_SEED = 0
 # Seed of the augmented views (study.datasets.augment): view v of image i is drawn from (seed, v, i).
@@ -51,18 +60,32 @@ def command(ctx: Context, stage: str) -> str:
 
 
 def features_dir(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
-                 view: int = 0, trim: int = 0) -> Path:
+                 view: int = 0, trim: int = 0, hand: str = "") -> Path:
     """Cache folder of a features unit; `weights` is the backbone's sha256 (default: the
-    prepared one); `view` > 0 is an augmented view of the images (study.datasets.augment)."""
+    prepared one); `view` > 0 is an augmented view of the images (study.datasets.augment);
+    `hand` "crop" the images' hand crops, "landmarks" the landmark vectors (no backbone)."""
+    if hand == "landmarks":
+        return (ctx.cache_dir / "features" / "landmarks" / hands_fingerprint(ctx, dataset, split)
+                / ctx.dataset_fingerprint(dataset) / (f"{split}_aug{view}" if view else split))
     sha = (weights or ctx.weights_record["converted_sha256"])[:16]
-    name = f"R{R}_r{r}{'_flip' if flip else ''}{f'_aug{view}' if view else ''}{f'_trim{trim}' if trim else ''}"
+    name = (f"R{R}_r{r}{'_flip' if flip else ''}{f'_aug{view}' if view else ''}{f'_trim{trim}' if trim else ''}"
+            f"{'_hand' if hand == 'crop' else ''}")
     return ctx.cache_dir / "features" / sha / ctx.dataset_fingerprint(dataset) / split / name
 
 
 def features_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
-                  view: int = 0, trim: int = 0) -> dict:
+                  view: int = 0, trim: int = 0, hand: str = "") -> dict:
     """Everything a features unit depends on. The keys for block-4 maps and augmented views
     appear only in the units that have them, so that units cached before they existed stay valid."""
+    if hand == "landmarks":
+        spec = {"kind": "landmarks", "version": LANDMARK_FEATURES_VERSION, "dataset": dataset,
+                "dataset_fingerprint": ctx.dataset_fingerprint(dataset), "split": split,
+                "images": ctx.plan.splits(dataset)[split]["images"], "hands": hands_fingerprint(ctx, dataset, split)}
+        if view:
+            h = ctx.preset.hands
+            spec["augment"] = {"rotation": h.landmark_rotation, "stretch": list(h.landmark_stretch), "shear": h.landmark_shear,
+                               "view": view, "seed": AUGMENT_SEED}
+        return spec
     spec = {
         "kind": "features",
         "version": FEATURES_VERSION,
@@ -75,32 +98,127 @@ def features_spec(ctx: Context, dataset: str, split: str, R: int, r: int, flip: 
         "r": r,
         "flip": flip,
     }
-    if ctx.plan.holds_maps(R, flip, view, weights, trim):
+    if ctx.plan.holds_maps(R, flip, view, weights, trim, hand):
         spec["block4_maps"] = True
     if view:
         spec["augment"] = dataclasses.asdict(ctx.preset.augment) | {"view": view, "seed": AUGMENT_SEED}
     if trim:
         spec["trim"] = trim
+    if hand == "crop":
+        spec["crop"] = {"margin": ctx.preset.hands.margin, "hands": hands_fingerprint(ctx, dataset, split)}
     return spec
 
 
 def features_fingerprint(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False, weights: str | None = None,
-                         view: int = 0, trim: int = 0) -> str:
+                         view: int = 0, trim: int = 0, hand: str = "") -> str:
     """The fingerprint of a computed features unit; MissingArtefact if it is missing or damaged."""
-    d = features_dir(ctx, dataset, split, R, r, flip, weights, view, trim)
-    what = (f"features of {dataset}/{split} at R={R}, r={r}" + (f", augmented view {view}" if view else "")
-            + (f", without a {trim}-pixel border" if trim else ""))
-    rec = require(d / "unit.json", features_spec(ctx, dataset, split, R, r, flip, weights, view, trim), what,
+    d = features_dir(ctx, dataset, split, R, r, flip, weights, view, trim, hand)
+    what = (f"{'landmark vectors' if hand == 'landmarks' else 'features'} of {dataset}/{split}"
+            + ("" if hand == "landmarks" else f" at R={R}, r={r}") + (f", augmented view {view}" if view else "")
+            + (f", without a {trim}-pixel border" if trim else "") + (", hand crops" if hand == "crop" else ""))
+    rec = require(d / "unit.json", features_spec(ctx, dataset, split, R, r, flip, weights, view, trim, hand), what,
                   command(ctx, "features"))
     return rec["fingerprint"]
 
 
 def load_features(ctx: Context, dataset: str, split: str, R: int, r: int, flip: bool = False,
-                  weights: str | None = None, view: int = 0, trim: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+                  weights: str | None = None, view: int = 0, trim: int = 0, hand: str = "") -> tuple[np.ndarray, np.ndarray, str]:
     """Cached features (N x D) and labels (N) of a unit, and its fingerprint."""
-    fp = features_fingerprint(ctx, dataset, split, R, r, flip, weights, view, trim)
-    d = features_dir(ctx, dataset, split, R, r, flip, weights, view, trim)
+    fp = features_fingerprint(ctx, dataset, split, R, r, flip, weights, view, trim, hand)
+    d = features_dir(ctx, dataset, split, R, r, flip, weights, view, trim, hand)
     return np.load(d / "feats.npy"), np.load(d / "labels.npy"), fp
+
+
+def view_fingerprint(ctx: Context, dataset: str, split: str, R: int, r: int, view: str, weights: str | None = None) -> str:
+    """The fingerprint of the features a model of input `view` (study.core.names.Model.input)
+    reads for a split at (R, r): a unit's; for "both", of the crops' and the landmarks' units."""
+    if view == "both":
+        return fingerprint({"crop": features_fingerprint(ctx, dataset, split, R, r, weights=weights, hand="crop"),
+                            "landmarks": features_fingerprint(ctx, dataset, split, 0, 0, hand="landmarks")})
+    return features_fingerprint(ctx, dataset, split, R, r, weights=weights, hand=view)
+
+
+def load_view(ctx: Context, dataset: str, split: str, R: int, r: int, view: str,
+              weights: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The features (N x D), labels and fingerprint a model of input `view` reads: the whole
+    images', the hand crops', the landmark vectors, or for "both" the crops' features, the
+    landmark vector and whether a hand was found (1 or 0), side by side (N x 576)."""
+    if view != "both":
+        return load_features(ctx, dataset, split, R, r, weights=weights, hand=view)
+    x, y, _ = load_features(ctx, dataset, split, R, r, weights=weights, hand="crop")
+    lm, ly, _ = load_features(ctx, dataset, split, 0, 0, hand="landmarks")
+    if not np.array_equal(y, ly):
+        raise MissingArtefact(f"landmark vectors of {dataset}/{split} in the order of its crops",
+                              features_dir(ctx, dataset, split, 0, 0, hand="landmarks"), command(ctx, "features") + " --force")
+    found = load_found(ctx, dataset, split)[:, None].astype(np.float32)
+    return np.concatenate([x, lm, found], axis=1), y, view_fingerprint(ctx, dataset, split, R, r, view, weights)
+
+
+def load_found(ctx: Context, dataset: str, split: str) -> np.ndarray:
+    """Where a split's landmark vectors hold a hand (N bool; the unit of `hand="landmarks"`)."""
+    features_fingerprint(ctx, dataset, split, 0, 0, hand="landmarks")
+    return np.load(features_dir(ctx, dataset, split, 0, 0, hand="landmarks") / "found.npy")
+
+
+# --- hand landmarks (the hands stage, study.hands) -----------------------------------------------
+
+
+def hands_models_id() -> str:
+    """Names the detector: the sha256 of its two model files, shortened."""
+    return hashlib.sha256("".join(sha for _, sha in MODEL_FILES.values()).encode()).hexdigest()[:16]
+
+
+def hands_dir(cache_dir: Path, dataset_fingerprint: str, split: str) -> Path:
+    return Path(cache_dir) / "hands" / hands_models_id() / dataset_fingerprint / split
+
+
+def hands_spec(dataset_fingerprint: str, split: str, tries) -> dict:
+    return {"dataset_fingerprint": dataset_fingerprint, "split": split, "version": HANDS_VERSION,
+            "models": {role: sha for role, (_, sha) in MODEL_FILES.items()}, "tries": [list(t) for t in tries]}
+
+
+def hands_fingerprint(ctx: Context, dataset: str, split: str) -> str:
+    """The fingerprint of a split's cached landmarks; MissingArtefact naming the command that
+    makes them if they are missing, damaged or of another configuration."""
+    fp = ctx.dataset_fingerprint(dataset)
+    rec = require(hands_dir(ctx.cache_dir, fp, split) / "unit.json", hands_spec(fp, split, ctx.preset.hands.tries),
+                  f"the hand landmarks of {dataset}/{split}", command(ctx, "hands"))
+    return rec["fingerprint"]
+
+
+HANDS_FIELDS = ("landmarks", "presence", "left", "palm", "tried", "size")
+
+
+def hands_arrays(directory: Path) -> dict[str, np.ndarray]:
+    """A finished hands unit's arrays (study.hands.landmarks says what each holds)."""
+    with np.load(Path(directory) / "hands.npz") as z:
+        return {f: z[f] for f in HANDS_FIELDS}
+
+
+def load_hands(ctx: Context, dataset: str, split: str) -> dict[str, np.ndarray]:
+    """A prepared split's cached landmarks, checked (`hands_fingerprint`)."""
+    hands_fingerprint(ctx, dataset, split)
+    return hands_arrays(hands_dir(ctx.cache_dir, ctx.dataset_fingerprint(dataset), split))
+
+
+def hand_crops(ctx: Context, dataset: str, split: str) -> np.ndarray:
+    """Each image's hand crop, normalised to the stored image (study.core.hand.crop_boxes; the
+    whole image where no hand was found)."""
+    arrays = load_hands(ctx, dataset, split)
+    return crop_boxes(to_stored(arrays["landmarks"], arrays["size"]), arrays["tried"] >= 0, ctx.preset.hands.margin)
+
+
+def landmark_table(ctx: Context, dataset: str, split: str, view: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A split's landmark vectors (study.core.hand.landmark_vectors) and where a hand was found;
+    `view` > 0: of augmented view `view` of every hand (study.core.hand.augment_landmarks,
+    drawn from (AUGMENT_SEED, view))."""
+    arrays = load_hands(ctx, dataset, split)
+    points = arrays["landmarks"]
+    if view:
+        h = ctx.preset.hands
+        points = augment_landmarks(points, arrays["size"], np.random.default_rng([AUGMENT_SEED, view]), h.landmark_rotation,
+                                   h.landmark_stretch, h.landmark_shear)
+    return landmark_vectors(points, arrays["left"], arrays["size"]), arrays["tried"] >= 0
 
 
 def load_maps(ctx: Context, dataset: str, split: str, R: int, r: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -116,12 +234,12 @@ def load_maps(ctx: Context, dataset: str, split: str, R: int, r: int | None = No
 
 def unit_dir(ctx: Context, u: Unit) -> Path:
     """Cache folder of a features unit (study.core.plan.Unit)."""
-    return features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view, u.trim)
+    return features_dir(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view, u.trim, u.hand)
 
 
 def unit_spec(ctx: Context, u: Unit) -> dict:
     """Everything a features unit (study.core.plan.Unit) depends on."""
-    return features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view, u.trim)
+    return features_spec(ctx, u.dataset, u.split, u.R, u.r, u.flip, u.backbone, u.view, u.trim, u.hand)
 
 
 def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:

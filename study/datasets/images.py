@@ -18,6 +18,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from study.core.hand import pixel_box
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 
 
@@ -75,12 +77,17 @@ def model_input(image_u8: np.ndarray, R: int, r: int, flip: bool = False) -> np.
     return to_unit(model_pixels(image_u8, R, r, flip))
 
 
-def model_pixels(image_u8: np.ndarray, R: int, r: int, flip: bool = False, trim: int = 0) -> np.ndarray:
+def model_pixels(image_u8: np.ndarray, R: int, r: int, flip: bool = False, trim: int = 0,
+                 box: np.ndarray | None = None) -> np.ndarray:
     """`model_input` before the scaling to [0, 1]: R x R x 3 uint8, a quarter of the bytes
     (what the input pipeline's workers send); with `trim`, that many pixels are cut from
-    every side of the stored image first."""
+    every side of the stored image first; with `box` (x0, y0, x1, y1 normalised, a square:
+    study.core.hand.crop_boxes), the image is cut to it first (a hand crop)."""
     if trim:
         image_u8 = image_u8[trim:-trim, trim:-trim]
+    if box is not None:
+        x0, y0, x1, y1 = pixel_box(box, image_u8.shape[0])
+        image_u8 = image_u8[y0:y1, x0:x1]
     im = Image.fromarray(image_u8)
     if im.size != (R, R):
         im = im.resize((R, R), Image.Resampling.BOX if im.size[0] > R else Image.Resampling.BILINEAR)

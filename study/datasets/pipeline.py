@@ -51,6 +51,8 @@ class LoadBatch:
     r: int
     flip: bool = False
     trim: int = 0
+    # Hand crops: each record's box (N x 4, normalised; study.core.hand.crop_boxes), or None.
+    boxes: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
     def __len__(self) -> int:
         return -(-self.n // self.batch)
@@ -64,7 +66,9 @@ class LoadBatch:
         records = self.source.__getitems__(list(range(start, min(self.n, start + self.batch))))
         return {
             "start": start,
-            "pixels": np.stack([model_pixels(rec["image"], self.R, self.r, self.flip, self.trim) for rec in records]),
+            "pixels": np.stack([model_pixels(rec["image"], self.R, self.r, self.flip, self.trim,
+                                             None if self.boxes is None else self.boxes[start + i])
+                                for i, rec in enumerate(records)]),
             "labels": np.asarray([rec["label"] for rec in records], np.int64),
         }
 

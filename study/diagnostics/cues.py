@@ -12,6 +12,9 @@ share labels, both balanced per label and scored like the separability (chance 0
   study.core.plan.CUE_TRIM pixels cut away (features units of their own, at the lowest model
   resolution R), beside the whole images' at the same R. Still near 1: the features do not
   need the frame to tell the datasets apart.
+- **hand crop** (where the preset has hand crops): the separability of the frozen features of
+  the images' hand crops (study.core.hand.crop_boxes), at every model resolution R, beside
+  the whole images'. Still near 1: the room around the hand is not all that separates them.
 
 Results: `<out>/cues/<pair>/<check>.json` and `<out>/cues.csv`. Budget: the frame check
 decodes the balanced images once (seconds); the border check's features are one forward
@@ -59,9 +62,11 @@ def _frame_sides(ctx: Context, a: str, b: str, split: str, shared: list[int]) ->
     return np.concatenate(rings), np.concatenate([np.zeros(len(ia), int), np.ones(len(ib), int)])
 
 
-def _trimmed_sides(ctx: Context, a: str, b: str, split: str, R: int, shared: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    xa, ya, _ = store.load_features(ctx, a, split, R, R, trim=CUE_TRIM)
-    xb, yb, _ = store.load_features(ctx, b, split, R, R, trim=CUE_TRIM)
+def _feature_sides(ctx: Context, a: str, b: str, split: str, R: int, shared: list[int], **unit) -> tuple[np.ndarray, np.ndarray]:
+    """Features of a split's images of both datasets (`unit`: trim or hand, study.core.store.load_features),
+    balanced per label as the separability's, and which dataset each is from."""
+    xa, ya, _ = store.load_features(ctx, a, split, R, R, **unit)
+    xb, yb, _ = store.load_features(ctx, b, split, R, R, **unit)
     ia, ib = balanced(ya, yb, shared, SEED)
     return np.concatenate([xa[ia], xb[ib]]), np.concatenate([np.zeros(len(ia), int), np.ones(len(ib), int)])
 
@@ -77,15 +82,21 @@ def run_stage(ctx: Context) -> list[dict]:
         base = {"kind": "cues", "version": VERSION, "classes": shared, "seed": SEED, "bootstrap": p.eval.bootstrap,
                 "confidence": p.eval.confidence}
         checks = {
-            "frame": (base | {"datasets": {d: ctx.dataset_fingerprint(d) for d in (a, b)}, "storage": p.storage_size},
+            "frame": ("frame", base | {"datasets": {d: ctx.dataset_fingerprint(d) for d in (a, b)}, "storage": p.storage_size},
                       lambda split: _frame_sides(ctx, a, b, split, shared), None),
-            f"no {CUE_TRIM}-pixel border": (
+            f"no {CUE_TRIM}-pixel border": (f"no {CUE_TRIM}-pixel border",
                 base | {"features": {f"{d}/{s}": store.features_fingerprint(ctx, d, s, R, R, trim=CUE_TRIM)
                                      for d in (a, b) for s in ("train", "test")}},
-                lambda split: _trimmed_sides(ctx, a, b, split, R, shared), R),
+                lambda split: _feature_sides(ctx, a, b, split, R, shared, trim=CUE_TRIM), R),
         }
-        for check, (spec, sides, at) in checks.items():
-            path = ctx.out_dir / "cues" / f"{a}~{b}" / f"{check.replace(' ', '_')}.json"
+        if p.hands.crops:
+            for RR in p.train_resolutions:
+                checks[f"hand crop R{RR}"] = (
+                    "hand crop", base | {"features": {f"{d}/{s}": store.features_fingerprint(ctx, d, s, RR, RR, hand="crop")
+                                         for d in (a, b) for s in ("train", "test")}},
+                    lambda split, RR=RR: _feature_sides(ctx, a, b, split, RR, shared, hand="crop"), RR)
+        for stem, (check, spec, sides, at) in checks.items():
+            path = ctx.out_dir / "cues" / f"{a}~{b}" / f"{stem.replace(' ', '_')}.json"
             if not is_done(path, spec, force=ctx.force):
                 x, domain = sides("train")
                 clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)).fit(x, domain)

@@ -9,14 +9,17 @@ is the arg-max over the labels both share, as in the table.
 The sample is fixed and seeded, the same for every model: study.core.plan.GRADCAM_LABELS labels drawn from those all
 the preset's datasets share, and for each label GRADCAM_PER_LABEL images of each dataset's
 test split, so that in-domain and cross-domain maps of the same letters sit side by side.
-Models: every model except the few-shot and adapted ones and the leakage ablation, at its
-first seed; images at r = R.
+Models: every model except the few-shot and adapted ones, the leakage ablation and the
+landmark and both-views models (no image, or not only), at its first seed; images at r = R; a
+hand-crop model sees the sampled images' crops.
 
 **The share of heat on the hand.** For each image where the hands stage found a hand, the
-share of its heat map's total inside the hand's box (study.hands.landmarks.hand_box, in the
+share of its heat map's total inside the hand's box (study.core.hand.hand_box, in the
 stored image's coordinates), each cell's heat spread evenly over the cell, and the box's share
-of the image (what a map spread evenly would put there). Per model and test set, the mean
-share with its bootstrap interval over those images: `<out>/gradcam/hand_share.csv`.
+of the image (what a map spread evenly would put there). A hand-crop model sees the hand's box
+already (its crop), so its box is the tight square around the landmarks (no margin) inside
+the crop. Per model and test set, the mean share with its bootstrap interval over those
+images: `<out>/gradcam/hand_share.csv`.
 
 Writes `<out>/gradcam/<model folder>/<eval dataset>.json` (the sample's files, true and
 predicted letters, the heat maps, the hand boxes and shares) and `.png` (the images and their
@@ -39,7 +42,7 @@ from study.datasets import open_builder
 from study.core import store
 from study.network import weights as weights_lib
 from study.core.context import Context
-from study.datasets.images import model_input
+from study.datasets.images import model_pixels, to_unit
 from study.core.labels import CANONICAL
 from study.network.model import Block5, VGG16Backbone, head_from_arrays
 from study.core.names import folder, parse
@@ -47,6 +50,7 @@ from study.core.plan import GRADCAM_PER_LABEL, GRADCAM_SEED
 from study.core.files import write_csv_unless_same
 from study.core.stats import mean_interval
 from study.hands import landmarks
+from study.core.hand import hand_box
 from study.datasets.build import read_index
 from study.core.plots import save, save_figure
 from study.core.units import fingerprint, is_done, mark_done
@@ -121,40 +125,53 @@ def heat_share(cam: np.ndarray, box: np.ndarray) -> float | None:
     return float(covered(box[1], box[3]) @ cam @ covered(box[0], box[2]) / total)
 
 
-def _hands(ctx: Context, d: str, picks: list[int]) -> tuple[list, list, list]:
-    """Per sampled image: its hand's box (None where no hand was found) and the box's area."""
+def _hands(ctx: Context, d: str, picks: list[int], crop: bool = False) -> tuple[list, list]:
+    """Per sampled image: its hand's box (None where no hand was found) and the box's area; for
+    a crop model (`crop`), the tight square around the landmarks in the coordinates of the crop."""
     hands = landmarks.read(ctx, d, "test")
-    boxes = [landmarks.hand_box(hands["stored"][i], ctx.preset.hands.margin) if hands["tried"][i] >= 0 else None
-             for i in picks]
-    return boxes, [None if b is None else float((b[2] - b[0]) * (b[3] - b[1])) for b in boxes], hands
+    boxes = []
+    crops = store.hand_crops(ctx, d, "test") if crop else None
+    for i in picks:
+        if hands["tried"][i] < 0:
+            boxes.append(None)
+        elif not crop:
+            boxes.append(hand_box(hands["stored"][i], ctx.preset.hands.margin))
+        else:
+            b, c = hand_box(hands["stored"][i], 0.0), crops[i]
+            side = c[2] - c[0]
+            boxes.append(np.clip(np.array([b[0] - c[0], b[1] - c[1], b[2] - c[0], b[3] - c[1]]) / side, 0, 1))
+    return boxes, [None if b is None else float((b[2] - b[0]) * (b[3] - b[1])) for b in boxes]
 
 
 def run_stage(ctx: Context) -> list[Path]:
     """Heat maps and figures of every model on every dataset's test split (see the module doc)."""
     labels, picks = sample(ctx)
-    hands = {d: _hands(ctx, d, p) for d, p in picks.items()}
+    hands = {(d, crop): _hands(ctx, d, p, crop) for d, p in picks.items()
+             for crop in ([False, True] if ctx.preset.hands.crops else [False])}
     root = ctx.out_dir / "gradcam"
     base = weights_lib.imagenet_backbone(weights_lib.prepared(ctx))
     images: dict = {}
 
-    def imgs(d: str, R: int) -> tuple[np.ndarray, list[dict]]:
-        if (d, R) not in images:
+    def imgs(d: str, R: int, crop: bool = False) -> tuple[np.ndarray, list[dict]]:
+        if (d, R, crop) not in images:
             recs = open_builder(ctx, d).as_data_source()["test"].__getitems__(picks[d])
-            images[d, R] = (np.stack([model_input(r["image"], R, R) for r in recs]), recs)
-        return images[d, R]
+            boxes = store.hand_crops(ctx, d, "test")[picks[d]] if crop else [None] * len(recs)
+            images[d, R, crop] = (np.stack([to_unit(model_pixels(r["image"], R, R, box=b)) for r, b in zip(recs, boxes)]), recs)
+        return images[d, R, crop]
 
     written, records = [], {}
     for name, R, seed in ctx.plan.gradcam_models():
         m = None
+        crop = parse(name).input == "crop"
         for d in picks:
             out = root / folder(name, R) / f"{d}.json"
-            boxes, areas, _ = hands[d]
+            boxes, areas = hands[d, crop]
             spec = {"kind": "gradcam", "version": VERSION, "model": store.model_record(ctx, name, R, seed)["fingerprint"],
-                    "features": store.features_fingerprint(ctx, d, "test", R, R), "picks": picks[d], "seed": SEED,
-                    "hand_boxes": [None if b is None else np.round(b, 6).tolist() for b in boxes]}
+                    "features": store.features_fingerprint(ctx, d, "test", R, R, hand="crop" if crop else ""),
+                    "picks": picks[d], "seed": SEED, "hand_boxes": [None if b is None else np.round(b, 6).tolist() for b in boxes]}
             if not is_done(out, spec, force=ctx.force):
                 m = m or _Model(ctx, base, name, R, seed)
-                x, recs = imgs(d, R)
+                x, recs = imgs(d, R, crop)
                 classes = ctx.plan.shared_classes(name, d)
                 cam, pred = m(x, classes)
                 info = {"model": name, "R": R, "seed": seed, "eval_dataset": d, "in_domain": d in parse(name).sources,
@@ -254,7 +271,7 @@ def _overview(ctx: Context, records: dict, imgs, root: Path) -> None:
                 _overlay(ax, x[i], rec["cams"][i], f"{rec['true'][i]} -> {rec['pred'][i]}", rec["true"][i] == rec["pred"][i])
             axes[row, j * k].text(-0.08, 0.5, f"{n}@{R}\non {e}", transform=axes[row, j * k].transAxes, fontsize=6,
                                   ha="right", va="center", rotation=90)
-    fig.suptitle(f"Grad-CAM on block 5 (first seed): the same letters in-domain (left) and on another dataset (right); "
+    fig.suptitle("Grad-CAM on block 5 (first seed): the same letters in-domain (left) and on another dataset (right); "
                  "true -> predicted", fontsize=8)
     fig.tight_layout()
     files = save_figure(fig, root, "overview")

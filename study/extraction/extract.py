@@ -205,3 +205,25 @@ def compute_from_maps(ctx: Context, unit: Unit, out: Path, spec: dict) -> dict:
               images_per_second=round(n / seconds, 2) if seconds > 0 else float("nan"), devices=jax.device_count(),
               backend=jax.default_backend(), from_maps=True)
     return read_marker(out / "unit.json")
+
+
+def compute_landmarks(ctx: Context, unit: Unit, out: Path, spec: dict) -> dict:
+    """The landmark classifier's input for a split (study.core.hand.landmark_vectors; of an
+    augmented view of every hand for `unit.view` > 0) from the hands stage's cached landmarks, in record order, with the records' labels and where a hand
+    was found: no image is read, no backbone runs."""
+    from study.datasets import open_builder
+    from study.datasets.build import read_index
+
+    t0 = time.perf_counter()
+    x, found = store.landmark_table(ctx, unit.dataset, unit.split, unit.view)
+    labels = np.asarray(read_index(open_builder(ctx, unit.dataset))[unit.split]["label"], np.int64)
+    if len(labels) != len(x):
+        raise RuntimeError(f"{unit}: {len(x)} landmark rows for {len(labels)} images; run the hands stage with --force")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, a in (("feats.npy", x), ("labels.npy", labels), ("found.npy", found)):
+        np.save(out / name, a)
+    seconds = time.perf_counter() - t0
+    mark_done(out / "unit.json", spec, [out / f for f in ("feats.npy", "labels.npy", "found.npy")], images=len(x),
+              found=int(found.sum()), seconds=round(seconds, 2), images_per_second=round(len(x) / max(seconds, 1e-9), 2),
+              devices=0, backend="numpy")
+    return read_marker(out / "unit.json")

@@ -28,13 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from study.core.errors import WeightsError
+from study.core.hand import MODEL_FILES
 
-# The two model files, committed with their licence in study/hands/models (README.md there).
+# The two model files (names and sha256: study.core.hand.MODEL_FILES, which also name the cached
+# landmarks), committed with their licence in study/hands/models (README.md there).
 MODELS_DIR = Path(__file__).parent / "models"
-MODEL_FILES = {
-    "palm": ("palm_detection_full.tflite", "1b14e9422c6ad006cde6581a46c8b90dd573c07ab7f3934b5589e7cea3f89a54"),
-    "landmark": ("hand_landmark_full.tflite", "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3"),
-}
 WHEEL = "mediapipe==0.10.14"
 
 PALM_SIZE, LANDMARK_SIZE = 192, 224

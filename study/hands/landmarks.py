@@ -27,35 +27,26 @@ so an interrupted unit resumes from its last chunk.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
+from study.core import store
 from study.core.files import write_bytes_atomic
+from study.core.hand import MODEL_FILES, to_stored
 from study.core.units import fingerprint, is_done, mark_done, read_marker
-from study.hands.detector import MODEL_FILES, Hand, HandLandmarker
+from study.hands.detector import Hand, HandLandmarker
 
-# Bump when what a unit computes changes, so that cached landmarks are recomputed.
-HANDS_VERSION = 1
 FIELDS = ("landmarks", "presence", "left", "palm", "tried", "size")
-
-
-def models_id() -> str:
-    """Names the detector: the sha256 of its two model files, shortened."""
-    return hashlib.sha256("".join(sha for _, sha in MODEL_FILES.values()).encode()).hexdigest()[:16]
+# Where a unit lives and what identifies it are study.core.store's (the stages meet there).
+models_id, unit_spec = store.hands_models_id, store.hands_spec
 
 
 def unit_dir(cache_dir: Path, dataset_fingerprint: str, split: str) -> Path:
-    return Path(cache_dir) / "hands" / models_id() / dataset_fingerprint / split
-
-
-def unit_spec(dataset_fingerprint: str, split: str, tries: Iterable[tuple[str, float, float]]) -> dict[str, Any]:
-    return {"dataset_fingerprint": dataset_fingerprint, "split": split, "version": HANDS_VERSION,
-            "models": {role: sha for role, (_, sha) in MODEL_FILES.items()}, "tries": [list(t) for t in tries]}
+    return store.hands_dir(cache_dir, dataset_fingerprint, split)
 
 
 # --- one image --------------------------------------------------------------------------------
@@ -114,39 +105,11 @@ def _empty(field: str) -> np.ndarray:
     return np.zeros(shape, dtype)
 
 
-def to_stored(landmarks: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Landmarks (N x 21 x 2+, normalised to the originals of sizes N x (w, h)) in the
-    coordinates of the stored images, normalised: the centre square of each original
-    (study.datasets.images.square_resize)."""
-    w, h = size[:, 0:1].astype(np.float64), size[:, 1:2].astype(np.float64)
-    s = np.minimum(w, h)
-    x = (landmarks[..., 0] * w - (w - s) // 2) / s
-    y = (landmarks[..., 1] * h - (h - s) // 2) / s
-    return np.stack([x, y], -1).astype(np.float32)
-
-
-def hand_box(points: np.ndarray, margin: float) -> np.ndarray:
-    """The hand's box (x0, y0, x1, y1, normalised) from its landmarks (21 x 2, normalised to the
-    same image): the square around them, each side widened by `margin` times the square's
-    side, moved back inside the image where it leaves it (at most the whole image)."""
-    lo, hi = points.min(0), points.max(0)
-    side = min(1.0, float((hi - lo).max()) * (1 + 2 * margin))
-    centre = np.clip((lo + hi) / 2, side / 2, 1 - side / 2)
-    return np.concatenate([centre - side / 2, centre + side / 2])
-
-
 def read(ctx, dataset: str, split: str) -> dict[str, np.ndarray]:
     """The landmarks of a prepared split as the hands stage cached them (study.core.context.Context
     `ctx`), with `stored`: the landmarks in the stored image's coordinates; MissingArtefact
     naming the command that makes them if they are missing, damaged or of another configuration."""
-    from study.core.units import require
-
-    fp = ctx.dataset_fingerprint(dataset)
-    d = unit_dir(ctx.cache_dir, fp, split)
-    out = "" if str(ctx.out_dir) == f"results/{ctx.preset.name}" else f" --out {ctx.out_dir}"
-    require(d / "unit.json", unit_spec(fp, split, ctx.preset.hands.tries), f"the hand landmarks of {dataset}/{split}",
-            f"python -m study.run hands --preset {ctx.preset.name}{out}")
-    arrays = load(d)
+    arrays = store.load_hands(ctx, dataset, split)
     return arrays | {"stored": to_stored(arrays["landmarks"], arrays["size"])}
 
 
@@ -254,8 +217,7 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 
 def load(directory: Path) -> dict[str, np.ndarray]:
     """A finished unit's arrays (see the module's docstring)."""
-    with np.load(Path(directory) / "hands.npz") as z:
-        return {f: z[f] for f in FIELDS}
+    return store.hands_arrays(directory)
 
 
 # --- what datasets.json says ------------------------------------------------------------------

@@ -23,7 +23,8 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from study.core import store
 from study.core.context import Context
-from study.core.labels import CANONICAL
+from study.core.hand import no_hand
+from study.core.labels import CANONICAL, label_name
 from study.core.files import write_text_atomic
 from study.network.model import head_from_arrays, predict_logits
 from study.core.names import RANDOM, eval_name, parse
@@ -83,7 +84,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
         "macro_f1_ci": interval(f1_b, confidence),
         "report": report,
         "report_text": text,
-        "confusion": {"labels": [CANONICAL[i] for i in cm_labels],
+        "confusion": {"labels": [label_name(i) for i in cm_labels],
                       "matrix": matrix},
         "y_true": y_true.tolist(),
         "y_pred": y_pred.tolist(),
@@ -129,7 +130,7 @@ def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = No
             x, y = test["test"]
             feats_fp = fingerprint({**fps, "random_split_seed": store.RANDOM_SPLIT_SEED})
         else:
-            feats_fp = store.features_fingerprint(ctx, eval_ds, split, R, r, weights=wsha)
+            feats_fp = store.view_fingerprint(ctx, eval_ds, split, R, r, parse(train_ds).input, wsha)
         spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_rec["fingerprint"], "features": feats_fp,
                 "classes": classes, "eval": dataclasses.asdict(ctx.preset.eval)}
         choices = None if choose is None else choose(train_ds)
@@ -138,18 +139,22 @@ def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = No
         if is_done(path, spec, force=ctx.force):
             continue
         if not eval_ds.endswith(RANDOM):
-            x, y, _ = store.load_features(ctx, eval_ds, split, R, r, weights=wsha)
+            x, y, _ = store.load_view(ctx, eval_ds, split, R, r, parse(train_ds).input, wsha)
         key = (train_ds, R, seed)
         if key not in heads:
             heads[key] = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, *key), x.shape[1], len(CANONICAL), seed)
         logits = predict_logits(heads[key], x, len(CANONICAL))
         y_true, y_pred = restricted_predictions(logits, y, classes, choices)
+        found = None
+        if parse(train_ds).input == "landmarks":  # an image without a hand: `nothing`, or wrong
+            found = store.load_found(ctx, eval_ds, split)
+            y_pred = no_hand(y_pred, found[np.isin(y, classes)], classes if choices is None else choices)
         s = score(y_true, y_pred, ctx.preset.eval.bootstrap, ctx.preset.eval.confidence, seed=0)
         info = {"train_dataset": train_ds, "train_res": R, "seed": seed, "eval_dataset": eval_ds,
                 "split": split, "eval_res": r, "labels": [CANONICAL[i] for i in classes],
                 "in_domain": eval_ds in parse(train_ds).sources}
         if files is not None:
-            info |= _per_image(logits, y, classes, choices, files[split])
+            info |= _per_image(logits, y, classes, choices, files[split], found)
         report = path.with_suffix(".txt")
         write_text_atomic(report, f"{train_ds}@{R} seed {seed} on {eval_ds}/{split} at r={r}\n\n{s['report_text']}")
         mark_done(path, spec, [report], **info, **s)
@@ -189,11 +194,15 @@ def table_rows(ctx: Context, todo: list[Evaluation], root: Path) -> list[dict]:
 
 
 def _per_image(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int], choose: list[int],
-               files_N: np.ndarray) -> dict:
-    """Which photo each scored prediction is of, and its probability (softmax over `choose`)."""
+               files_N: np.ndarray, found_N: np.ndarray | None = None) -> dict:
+    """Which photo each scored prediction is of, and its probability (softmax over `choose`;
+    None for a landmark model's photo without a hand, whose prediction no probability made)."""
     keep = np.isin(labels_N, classes)
     z = logits_NxK[keep][:, sorted(choose)]
     p = np.exp(z - z.max(axis=1, keepdims=True))
+    prob = np.round((p / p.sum(axis=1, keepdims=True)).max(axis=1), 4).tolist()
+    if found_N is not None:
+        prob = [x if f else None for x, f in zip(prob, found_N[keep])]
     return {"choose_from": [CANONICAL[c] for c in sorted(choose)],
             "photos": [f.decode() if isinstance(f, bytes) else str(f) for f in files_N[keep]],
-            "probability": np.round((p / p.sum(axis=1, keepdims=True)).max(axis=1), 4).tolist()}
+            "probability": prob}

@@ -30,7 +30,7 @@ from study.core.plan import Unit
 from study.core.units import is_done, read_marker
 from study.datasets import open_builder, pipeline
 from study.extraction import distributed
-from study.extraction.extract import Extractor, compute, compute_from_maps
+from study.extraction.extract import Extractor, compute, compute_from_maps, compute_landmarks
 from study.network import weights as weights_lib
 
 _extractors: dict[tuple[str, int, bool], Extractor] = {}
@@ -93,7 +93,7 @@ def compute_units(ctx: Context, todo: list[Unit], summary_path: Path | None = No
     where = {u: (store.unit_dir(ctx, u), store.unit_spec(ctx, u)) for u in todo}
     # The units to compute from images, announced to one feed: its workers start once per stage.
     loads = {u: _load(ctx, u) for u, (d, spec) in where.items()
-             if not _from_maps(u) and not is_done(d / "unit.json", spec, force=ctx.force)}
+             if not _from_maps(u) and u.hand != "landmarks" and not is_done(d / "unit.json", spec, force=ctx.force)}
     shard = (distributed.index(), distributed.count())
     records = []
     with pipeline.Feed(list(loads.values()), ctx.workers, shard) as feed:
@@ -116,8 +116,10 @@ def compute_units(ctx: Context, todo: list[Unit], summary_path: Path | None = No
                             "images": rec["images"], "seconds": rec["seconds"],
                             "images_per_second": rec["images_per_second"], "backend": rec["backend"],
                             "devices": rec["devices"]} | ({"view": u.view} if u.view else {}) | ({"trim": u.trim} if u.trim else {})
+                           | ({"hand": u.hand} if u.hand else {})
                            | ({"backbone": u.backbone, "from_maps": bool(rec.get("from_maps"))} if u.model else {}))
-    summary = {"units": records, "throughput_by_R": _throughput([x for x in records if not x.get("from_maps")])}
+    summary = {"units": records,
+               "throughput_by_R": _throughput([x for x in records if not x.get("from_maps") and x.get("hand") != "landmarks"])}
     if lead:
         write_json_atomic(summary_path or ctx.out_dir / "features.json", summary)
     return summary
@@ -129,16 +131,19 @@ def _from_maps(u: Unit) -> bool:
 
 
 def _load(ctx: Context, u: Unit) -> pipeline.LoadBatch:
-    """The unit's images as the features pass's batches."""
+    """The unit's images as the features pass's batches (cut to their hand crops for a crop unit)."""
     source = open_builder(ctx, u.dataset).as_data_source()[u.split]
-    return pipeline.LoadBatch(source, len(source), ctx.preset.feature_batch, u.R, u.r, u.flip, u.trim)
+    boxes = store.hand_crops(ctx, u.dataset, u.split) if u.hand == "crop" else None
+    if boxes is not None and len(boxes) != len(source):
+        raise RuntimeError(f"{u}: {len(boxes)} hand boxes for {len(source)} images; run the hands stage with --force")
+    return pipeline.LoadBatch(source, len(source), ctx.preset.feature_batch, u.R, u.r, u.flip, u.trim, boxes)
 
 
 def _compute(ctx: Context, u: Unit, d: Path, spec: dict, load: pipeline.LoadBatch | None,
              feed: pipeline.Feed) -> dict:
-    if _from_maps(u):  # block 5 only, seconds: process 0 alone
+    if _from_maps(u) or u.hand == "landmarks":  # block 5 only, or no backbone: seconds, process 0 alone
         if distributed.index() == 0:
-            compute_from_maps(ctx, u, d, spec)
+            (compute_landmarks if u.hand == "landmarks" else compute_from_maps)(ctx, u, d, spec)
         distributed.barrier(f"from maps {d}")
         return read_marker(d / "unit.json")
     w = _finetuned_weights(ctx, *u.model[:3]) if u.model else None
@@ -147,7 +152,7 @@ def _compute(ctx: Context, u: Unit, d: Path, spec: dict, load: pipeline.LoadBatc
         from study.datasets import augment
 
         view = lambda x, idx: augment.view(x, idx, u.view, ctx.preset.augment, store.AUGMENT_SEED)
-    maps = ctx.plan.holds_maps(u.R, u.flip, u.view, u.backbone, u.trim)
+    maps = ctx.plan.holds_maps(u.R, u.flip, u.view, u.backbone, u.trim, u.hand)
     load = _load(ctx, u) if load is None else load
     return compute(ctx, _extractor(ctx, w, maps), load, d, spec, str(u), view, feed)
 

@@ -11,6 +11,7 @@ same). `score` runs the same on a folder of photos (`run_folder`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from study.datasets.build import read_index
 from study.hands import landmarks
 
 
-def run_stage(ctx: Context) -> dict[str, Any]:
-    """The `hands` command: every prepared dataset's landmarks; their summaries in datasets.json."""
+def run_stage(ctx: Context) -> Context:
+    """The `hands` command: every prepared dataset's landmarks; their summaries in datasets.json.
+    Returns the context anew, so that the stages after it (in `all`) plan from the datasets.json
+    that holds them (which datasets get landmark models: study.core.plan.Plan.with_hands)."""
     names = [n for n in ctx.preset.datasets if n in ctx.prepared["datasets"]]
     summaries = compute(ctx, names)
     path = ctx.out_dir / "datasets.json"
@@ -35,7 +38,7 @@ def run_stage(ctx: Context) -> dict[str, Any]:
         doc["datasets"][name]["hands"] = summaries[name]
     doc["provenance"] = provenance()  # the code that wrote the file last (kept if nothing changes)
     write_json_unless_same(path, doc)
-    return summaries
+    return dataclasses.replace(ctx)
 
 
 def run_folder(ctx: Context) -> Context:

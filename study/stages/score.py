@@ -10,8 +10,9 @@ per-photo predictions and prints the table and the path of every file written. E
 goes to `results/<preset>/score/<name>/` (study.core.store.score_dir): `dataset.json` (the
 summary), `skipped.csv` (each file left out and why), one evaluation JSON per model and
 degradation under `eval/`, `table.csv`, and `predictions.csv` (one row per photo: its label,
-its split if it is one of the study's own images, and each model's predicted label and
-probability at r = R). It needs the trained models
+its split if it is one of the study's own images, the try of the hand detector that found
+its hand or "none", and each model's predicted label and probability at r = R; a landmark
+model predicts `nothing` or "(no hand)", with no probability, for a photo without a hand). It needs the trained models
 (committed for the `cpu` preset) and the ImageNet weights, not the study's datasets.
 
 A model chooses among every label it knows, so a folder of a few letters is scored honestly
@@ -36,10 +37,10 @@ from study.core import store
 from study.core.context import Context
 from study.core.errors import ConfigError, DatasetError
 from study.core.files import write_csv_atomic, write_json_atomic
-from study.core.labels import CANONICAL
+from study.core.labels import CANONICAL, label_name
 from study.core.names import parse
-from study.datasets import DATASETS, DatasetSpec
-from study.datasets.build import build_dataset, format_summary, image_listing, summarize
+from study.datasets import DATASETS, DatasetSpec, open_builder
+from study.datasets.build import build_dataset, format_summary, image_listing, read_index, summarize
 
 
 def prepare_folder(ctx: Context) -> Context:
@@ -161,7 +162,8 @@ def write_predictions(ctx: Context, path: Path) -> Path:
     out = store.score_dir(ctx, name)
     found = json.loads((out / "dataset.json").read_text()).get("study_images") or {"matches": []}
     study = {m["file"]: f"{m['dataset']} {m['split']}" for m in found["matches"]}
-    columns, by_file = ["file", "label", "study image"], {}
+    hands = photo_hands(ctx, name)
+    columns, by_file = ["file", "label", "study image", "hand"], {}
     for e in ctx.plan.evaluations(store.scorable(ctx), [name]):
         if e.r != e.R:
             continue
@@ -169,10 +171,23 @@ def write_predictions(ctx: Context, path: Path) -> Path:
         col = f"{e.model}@{e.R} seed {e.seed}"
         columns += [col, f"{col} p"]
         for f, y, p, prob in zip(rec["photos"], rec["y_true"], rec["y_pred"], rec["probability"]):
-            row = by_file.setdefault(f, {"file": f, "label": CANONICAL[y], "study image": study.get(f, "")})
-            row |= {col: CANONICAL[p], f"{col} p": prob}
+            row = by_file.setdefault(f, {"file": f, "label": CANONICAL[y], "study image": study.get(f, ""),
+                                         "hand": hands.get(f, "")})
+            row |= {col: label_name(p), f"{col} p": "" if prob is None else prob}
     write_csv_atomic(path, columns, sorted(by_file.values(), key=lambda row: row["file"]))
     return path
+
+
+def photo_hands(ctx: Context, name: str) -> dict[str, str]:
+    """Each photo's hand detection, as predictions.csv says it: the try that found the hand
+    (study.core.config.HandsConfig.tries), or "none"."""
+    tries = [t[0] for t in ctx.preset.hands.tries]
+    out = {}
+    for split, index in read_index(open_builder(ctx, name)).items():
+        tried = store.load_hands(ctx, name, split)["tried"]
+        for f, k in zip(index["file"], tried):
+            out[f.decode() if isinstance(f, bytes) else str(f)] = tries[k] if k >= 0 else "none"
+    return out
 
 
 def format_table(rows: list[dict]) -> str:

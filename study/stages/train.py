@@ -183,6 +183,34 @@ def _single_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
     return _spec(ctx, "train", dataset, R, seed, train=dataclasses.asdict(ctx.preset.train), features=fps)
 
 
+def _view_spec(ctx: Context, dataset: str, R: int, seed: int) -> dict:
+    """A head on another view of a dataset's images (hand crops, landmark vectors, both; with
+    augmented landmark views)."""
+    m = parse(dataset)
+    fps = {s: store.view_fingerprint(ctx, m.sources[0], s, R, R, m.input) for s in ("train", "validation")}
+    fps |= {f"train_aug{v}": store.features_fingerprint(ctx, m.sources[0], "train", R, R, view=v, hand="landmarks")
+            for v in range(1, m.landmark_views + 1)}
+    return _spec(ctx, "train", dataset, R, seed, train=dataclasses.asdict(ctx.preset.train), features=fps)
+
+
+def _view_rows(ctx: Context, dataset: str, R: int, seeds: list[int]) -> Rows:
+    """`<dataset>/hand`, `<dataset>/landmarks[/aug<K>]` and `<dataset>/hand+landmarks`: the
+    features of the images' hand crops, their landmark vectors (and augmented views of them),
+    or both side by side (study.core.store.load_view). A landmark model learns from the images
+    where a hand was found only (the others have no landmarks; scoring counts them,
+    study.stages.evaluate); the others from every image (a crop without a hand is the whole image)."""
+    m = parse(dataset)
+    base = m.sources[0]
+    tx, ty, _ = store.load_view(ctx, base, "train", R, R, m.input)
+    vx, vy, _ = store.load_view(ctx, base, "validation", R, R, m.input)
+    views = [store.load_features(ctx, base, "train", R, R, view=v, hand="landmarks")[0] for v in range(1, m.landmark_views + 1)]
+    table = np.stack([tx, *views])
+    if m.input == "landmarks":
+        tk, vk = store.load_found(ctx, base, "train"), store.load_found(ctx, base, "validation")
+        table, ty, vx, vy = table[:, tk], ty[tk], vx[vk], vy[vk]
+    return table, ty, [np.arange(len(ty))] * len(seeds), (vx, vy), [None] * len(seeds)
+
+
 def _shared(ctx: Context, dataset: str, split: str, R: int, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """A split's cached features, only the rows whose label is in `classes`."""
     x, y, _ = store.load_features(ctx, dataset, split, R, R)
@@ -320,6 +348,9 @@ KINDS: dict[str, tuple] = {
     "few-shot": (_combined_spec, functools.partial(train_heads, _combined_rows)),
     "ablation": (_ablation_spec, functools.partial(train_heads, _ablation_rows)),
     "adapted": (_adapted_spec, train_adapted),
+    "hand crop": (_view_spec, functools.partial(train_heads, _view_rows)),
+    "landmarks": (_view_spec, functools.partial(train_heads, _view_rows)),
+    "both views": (_view_spec, functools.partial(train_heads, _view_rows)),
     "fine-tuned": (_block5_spec, _each(train_block5)),
     "image-level": (_image_level_spec, _each(_finetune)),
 }

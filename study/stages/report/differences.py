@@ -94,14 +94,16 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> list[dict]:
     """Every effect the discussion weighs, as paired differences on the same test images
     (test splits), ranked: those whose interval excludes 0 first, then by size.
 
-    - remedy: an augmented or fine-tuned model against its frozen baseline (same dataset, R,
-      seeds), at r = R, on every test set; an adapted model against its source's, on its
-      target; `target_images` False (an adapted model saw the target's images, never a label).
+    - remedy: an augmented, fine-tuned or hand-crop model against its frozen baseline (same
+      dataset, R, seeds), at r = R, on every test set; a landmark model against the frozen
+      model of its dataset at each R, with augmented landmarks against the one without; a
+      model on both views against the frozen model; an adapted model against its source's, on its target;
+      `target_images` False (an adapted model saw the target's images, never a label).
     - target data: a few-shot model (the smallest and the largest k) against its source's
       model, on the target; a multi-source model against each source's model, on every test
       set; `target_images` True where the test set's images were among its training data.
     - training resolution: a dataset's model at each R against the next lower R (r = R).
-    - test resolution: a single-dataset, augmented or fine-tuned model at r < R against r = R.
+    - test resolution: a single-dataset, augmented, fine-tuned or hand-crop model at r < R against r = R.
     - remedy x test resolution: how a remedy changes the test-resolution effect at the lowest r,
       (remedy at r - remedy at R) - (baseline at r - baseline at R).
     """
@@ -127,9 +129,17 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> list[dict]:
     for t, R in models:
         m = parse(t)
         for e in tests:
-            if m.remedy:
+            if m.landmark_views:  # against the landmark model without augmented hands
+                plain = f"{m.sources[0]}/landmarks"
+                add("remedy", f"{t}@{R} vs {plain}@{R} (augmented landmarks)", (t, R, R), (plain, R, R), e)
+            elif m.kind == "landmarks":  # no R of its own: against the frozen model at each R
+                for RR in preset.train_resolutions:
+                    add("remedy", f"{t}@{R} vs {m.sources[0]}@{RR} (landmark classifier)", (t, R, R), (m.sources[0], RR, RR), e)
+            elif m.kind == "both views":
+                add("remedy", f"{t}@{R} vs {m.sources[0]}@{R} (hand crops and landmarks)", (t, R, R), (m.sources[0], R, R), e)
+            elif m.remedy:
                 b = m.sources[0]
-                what = "augmented views" if m.views else "block 5 fine-tuned"
+                what = {"augmented": "augmented views", "fine-tuned": "block 5 fine-tuned", "hand crop": "hand crops"}[m.kind]
                 add("remedy", f"{t}@{R} vs {b}@{R} ({what})", (t, R, R), (b, R, R), e)
                 rs = preset.eval_resolutions_for(R)
                 if len(rs) > 1:
@@ -151,7 +161,7 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> list[dict]:
                     added = f"all of {e}'s training images added" if e in m.sources and e != s else "union of training splits"
                     add("target data", f"{t}@{R} vs {s}@{R} ({added})", (t, R, R), (s, R, R), e,
                         target_images=e in m.sources and e != s)
-            if m.kind in ("single", "augmented", "fine-tuned"):
+            if m.kind in ("single", "augmented", "fine-tuned", "hand crop"):
                 for r in preset.eval_resolutions_for(R)[1:]:
                     add("test resolution", f"{t}@{R} tested at r = {r} vs r = {R}", (t, R, r), (t, R, R), e)
             if m.kind == "single":

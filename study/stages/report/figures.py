@@ -19,9 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402  isort:skip
 
 
 def training_curves(ctx: Context, models: list[tuple], seeds, paper_dir: Path) -> list[Path]:
-    """Loss and accuracy per epoch of every model but the few-shot and adapted ones (all seeds
-    overlaid), one row per model; each of those has its own curves.png."""
-    models = [(n, R) for n, R in models if parse(n).kind not in ("few-shot", "adapted")]
+    """Loss and accuracy per epoch of every model but the few-shot, adapted, both-views and
+    augmented-landmark ones (all seeds overlaid), one row per model; each of those has its own curves.png."""
+    models = [(n, R) for n, R in models if parse(n).kind not in ("few-shot", "adapted", "both views") and not parse(n).landmark_views]
     fig, axes = plt.subplots(len(models), 2, figsize=(9, 2.3 * len(models)), squeeze=False)
     for (name, R), row in zip(models, axes):
         for k, seed in enumerate(seeds):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from study.core import store
 from study.core.context import Context
+from study.core.names import parse
 from study.stages.report.differences import effect_rows, few_shot_rows, multi_source_rows, verdict
 from study.stages.report.results import cell_evals, kind
 from study.stages.report.tables import ablation_rows, effects_markdown, hand_share_markdown, table_markdown
@@ -53,6 +54,10 @@ def paper_numbers(info: dict, rows: list[dict], ctx: Context) -> dict:
         "cues": store.read_cues(ctx.out_dir / "cues.csv"),
         "hands": {n: {"rate": d["hands"]["rate"], "splits": {s: v["rate"] for s, v in d["hands"]["splits"].items()}}
                   for n, d in prepared["datasets"].items() if "hands" in d},
+        "hand_models": [{"model": f"{r['train_dataset']}@{r['train_res']}", "kind": kind(r), "test": r["eval_dataset"],
+                         "accuracy": r["accuracy"], "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]]}
+                        for r in rows if kind(r) in ("hand crop", "landmarks", "both views") and r["eval_res"] == r["train_res"]
+                        and ":" not in r["eval_dataset"]],
     }
 
 
@@ -62,7 +67,7 @@ def _cues(cues: list[dict], sep: list[dict]) -> str:
     if not cues:
         return ""
     frame = [x for x in cues if x["check"] == "frame"]
-    trimmed = [x for x in cues if x["check"] != "frame"]
+    trimmed = [x for x in cues if x["check"] not in ("frame", "hand crop")]
     out = ""
     if frame:
         out += (" The outer one-pixel frame of the stored images alone tells them apart with "
@@ -84,9 +89,11 @@ def hand_share_text(nums: dict) -> str:
     rows = [r for r in nums["hand_share"] if r["share"] is not None]
     if not rows:
         return "No sampled test image had a hand found by the detector, so no share of heat on the hand is measured."
+    whole = [r for r in rows if parse(r["model"]).input != "crop"]
+    crops = [r for r in rows if parse(r["model"]).input == "crop"]
     parts = []
-    for e in dict.fromkeys(r["eval_dataset"] for r in rows):
-        mine = [r for r in rows if r["eval_dataset"] == e]
+    for e in dict.fromkeys(r["eval_dataset"] for r in whole):
+        mine = [r for r in whole if r["eval_dataset"] == e]
         inside = [r for r in mine if r["domain"] == "in-domain"]
         across = [r for r in mine if r["domain"] == "cross-domain"]
         area = sum(r["box_area"] for r in mine) / len(mine)
@@ -95,10 +102,71 @@ def hand_share_text(nums: dict) -> str:
                 f"models trained elsewhere {_span([r['share'] for r in across])}" if across else ""]
         parts.append(say + " and ".join(b for b in bits if b))
     rate = "; ".join(f"{n} {h['rate']:.3f}" for n, h in nums["hands"].items())
-    return ("The share of each heat map inside the hand's box (the square around the 21 landmarks MediaPipe's detector "
+    text = ("The share of each heat map inside the hand's box (the square around the 21 landmarks MediaPipe's detector "
             f"finds, with a margin; a hand is found in a share of the images of {rate}), each cell's heat spread over its area: "
-            + "; ".join(parts) + ". A map spread evenly would put the box's area there.\n\n"
-            + hand_share_markdown(nums["hand_share"]))
+            + "; ".join(parts) + ". A map spread evenly would put the box's area there.")
+    if crops:
+        per = []
+        for e in dict.fromkeys(r["eval_dataset"] for r in crops):
+            mine = [r for r in crops if r["eval_dataset"] == e]
+            per.append(f"on {e}'s crops {_span([r['share'] for r in mine])} (the square covers "
+                       f"{_span([r['box_area'] for r in mine])} of the crop)")
+        text += (" A hand-crop model sees the box already, so its share is measured in the tight square around the "
+                 "landmarks inside its crop: " + "; ".join(per) + ".")
+    return text + "\n\n" + hand_share_markdown(nums["hand_share"])
+
+
+def hands_text(nums: dict, preset) -> str:
+    """The hand section: hand-crop models, the landmark classifier (with augmented landmarks)
+    and both views against the full-image frozen models, and the separability of the crops'
+    features beside the whole images'."""
+    if not nums["hand_models"]:
+        return "Not run in this preset (no hand crops or landmark models)."
+    ends = ("(hand crops)", "(landmark classifier)", "(augmented landmarks)", "(hand crops and landmarks)")
+    fx = {e: [x for x in nums["effects"] if x["question"] == "remedy" and x["effect"].endswith(e)] for e in ends}
+    rate = lambda d: nums["hands"].get(d, {}).get("splits", {}).get("test")
+    found = "; ".join(f"{d} {rate(d):.3f}" for d in nums["hands"] if rate(d) is not None)
+    parts = []
+    if fx["(hand crops)"]:
+        parts.append(f"**Hand crops.** Each image cut to the square around its hand's landmarks (widened by {preset.hands.margin:g} "
+                     "of its side on every side, moved inside the image; an image with no hand found is used whole), resized "
+                     "to R, through the same frozen backbone and a head trained on the training images' crops, against the "
+                     "full-image model of the same dataset, R and seeds on the same test images, cropped: "
+                     + "; ".join(_effect(x) for x in fx["(hand crops)"]) + ".")
+    marks = [m for m in nums["hand_models"] if m["kind"] == "landmarks" and "/aug" not in m["model"]]
+    if marks:
+        parts.append("**The landmark classifier** (the peers' method): the same head on the 21 landmarks alone "
+                     "(relative to the wrist, scaled by the palm's length, mirrored to a right hand), trained on the "
+                     "training images where a hand was found; an image with no hand found is predicted `nothing` where "
+                     f"the model has that label and counted wrong otherwise (a hand is found in a share of the test images of {found}). "
+                     "Accuracy at the archive's resolution: "
+                     + "; ".join(f"{m['model'].split('@')[0]} on {m['test']} {_f(m['accuracy'])} [{_f(m['ci'][0])}, {_f(m['ci'][1])}]"
+                                 for m in marks)
+                     + ". Against the full-image frozen models: " + "; ".join(_effect(x) for x in fx["(landmark classifier)"]) + ".")
+    if fx["(augmented landmarks)"]:
+        h = preset.hands
+        parts.append(f"**Augmented landmarks.** {h.landmark_views} views of every training hand, turned by up to "
+                     f"{h.landmark_rotation:g} degrees about the wrist, each axis stretched by {h.landmark_stretch[0]:g}-"
+                     f"{h.landmark_stretch[1]:g} and sheared by up to {h.landmark_shear:g}, against the landmark model "
+                     "without them: " + "; ".join(_effect(x) for x in fx["(augmented landmarks)"]) + ".")
+    if fx["(hand crops and landmarks)"]:
+        parts.append("**Both views** (the crop's features, the landmark vector and whether a hand was found, side by side), "
+                     "against the full-image frozen model: " + "; ".join(_effect(x) for x in fx["(hand crops and landmarks)"]) + ".")
+    crop_sep = [x for x in nums["cues"] if x["check"] == "hand crop"]
+    if crop_sep:
+        whole = {(tuple(x["datasets"]), x["R"]): x for x in nums["separability"]}
+
+        def beside(x: dict) -> str:
+            w = whole.get(((x["dataset_a"], x["dataset_b"]), x["R"]))
+            return f" (whole images {_f(w['accuracy'])})" if w else ""
+
+        parts.append("**Do the crops still tell the datasets apart?** A linear classifier on the frozen features of the "
+                     "hand crops (balanced per letter, chance 0.5): " + "; ".join(
+                         f"{x['dataset_a']} vs {x['dataset_b']} at R = {x['R']} {_f(x['accuracy'])} [{_f(x['accuracy_ci_low'])}, "
+                         f"{_f(x['accuracy_ci_high'])}]{beside(x)}" for x in crop_sep)
+                     + (": cutting away most of the room does not make the domains alike."
+                        if all(x["accuracy_ci_low"] > 0.9 for x in crop_sep) else "."))
+    return "\n\n".join(parts)
 
 
 def _span(xs: list[float]) -> str:
@@ -131,8 +199,8 @@ def _remedies(nums: dict) -> str:
         return "Not run in this preset (it needs two datasets that share labels)."
     parts = []
     if own:
-        parts.append("Augmented views and a fine-tuned block 5, each against the frozen model of the same dataset and R, "
-                     "on every test split at r = R: " + "; ".join(_effect(x) for x in sorted(own, key=lambda x: x["effect"])) + ".")
+        parts.append("Each remedy against the frozen model it changes (the same dataset and R; a landmark model against "
+                     "its dataset's model at each R; an adapted model against its source's, on the target), at r = R: " + "; ".join(_effect(x) for x in sorted(own, key=lambda x: x["effect"])) + ".")
     if nums["multi_source"]:
         parts.append("A head trained on the union of the datasets' training splits, against the head trained on one "
                      "dataset, each on that dataset's test split at r = R (a union is scored on the labels all its "
@@ -320,6 +388,17 @@ def paper_text(info: dict, rows: list[dict], nums: dict, template: str) -> str:
            "target's mean and covariance (coral, CORAL); self-training on the source model's pseudo-labels of the target's "
            f"images with a probability of at least {preset.adapt.confidence:g}, {preset.adapt.rounds} rounds (self). Scored "
            "on the target.\n" if preset.adapt.methods else "")
+        + (f"- **Hand crops** (`<dataset>/hand`, at every R and r): each image cut to the square around the hand's "
+           f"landmarks found by MediaPipe's hand detector, widened by {preset.hands.margin:g} of its side on every side and "
+           "moved inside the image (the whole image where no hand was found), cut from the stored image and resized to R; "
+           "trained and scored on the crops of the same splits.\n" if preset.hands.crops else "")
+        + ("- **The landmark classifier** (`<dataset>/landmarks`, R = 0: it sees no image at a model resolution): the "
+           "head on the 21 landmarks (x, y, z) relative to the wrist, divided by the wrist's distance to the middle "
+           "finger's knuckle and mirrored to a right hand where the detector says left; trained on the images where a "
+           "hand was found; an image with no hand found is predicted `nothing` where the model has that label, and "
+           "counts as wrong otherwise; with augmented views of the training hands (`<dataset>/landmarks/aug"
+           f"{preset.hands.landmark_views}`: turned, stretched, sheared); and on both views, the crop's features and the "
+           "landmarks side by side (`<dataset>/hand+landmarks`).\n" if preset.hands.landmarks else "")
         + "- **Paired differences.** Each effect is the difference of two models' (or one model's at two test resolutions) "
         "mean accuracy on the same test images, with its interval over the table's bootstrap resamples."
         if not preset.train.finetune else "- The image-level fine-tuning mode: block 5 and the head trained on images.")
@@ -340,5 +419,6 @@ def paper_text(info: dict, rows: list[dict], nums: dict, template: str) -> str:
         "remedies_method": remedies_method, "effects_table": effects_markdown(nums["effects"]) if nums["effects"] else "No effects (one dataset).",
         "data_dir_hint": "../shared/data" if preset.name == "cpu" else "data",
         "hand_share": hand_share_text(nums),
+        "hands": hands_text(nums, preset),
     }
     return template.format_map(values)

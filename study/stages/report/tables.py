@@ -61,7 +61,7 @@ def _interval(x: float, lo: float, hi: float, sign: str = "") -> str:
     return f"{x:{sign}.3f} [{lo:{sign}.3f}, {hi:{sign}.3f}]"
 
 
-_VS = re.compile(r"^(?P<a>\S+)@(?P<R>\d+) vs (?P<b>\S+)@\d+ \((?P<what>.+)\)$")
+_VS = re.compile(r"^(?P<a>\S+)@(?P<R>\d+) vs (?P<b>\S+)@(?P<Rb>\d+) \((?P<what>.+)\)$")
 
 
 def headline_markdown(rows: list[dict], numbers: dict) -> str:
@@ -95,7 +95,7 @@ def headline_markdown(rows: list[dict], numbers: dict) -> str:
         if m:
             what = re.sub(r"all of \w+'s training images added|union of training splits", "union of the training splits",
                           m["what"])
-            remedies.setdefault((f"{m['a']}@{m['R']}", f"{m['b']}@{m['R']}", what), {})[x["test"]] = x
+            remedies.setdefault((f"{m['a']}@{m['R']}", f"{m['b']}@{m['Rb']}", what), {})[x["test"]] = x
     lines += [
         "",
         "(b) Each remedy against its frozen baseline (same dataset, R and seeds): the paired difference in accuracy "
@@ -117,10 +117,12 @@ def headline_markdown(rows: list[dict], numbers: dict) -> str:
 
 
 def _remedy_order(a: str, b: str, what: str) -> tuple:
-    """Remedies without target labels first (augmentation, block 5, adaptation), then few-shot by k, then the union."""
+    """Remedies without target labels first (augmentation, block 5, hand crops, landmarks,
+    adaptation), then few-shot by k, then the union."""
     m = parse(a.split("@")[0])
-    rank = {"augmented": 0, "fine-tuned": 1, "adapted": 2, "few-shot": 3, "multi-source": 4}.get(m.kind, 5)
-    return rank, m.k, int(a.split("@")[1]), b
+    rank = {"augmented": 0, "fine-tuned": 1, "hand crop": 2, "both views": 3, "landmarks": 4, "adapted": 5, "few-shot": 6,
+            "multi-source": 7}.get(m.kind, 8)
+    return rank, m.k, int(a.split("@")[1]), int(b.split("@")[1]), b
 
 
 def hand_share_markdown(rows: list[dict]) -> str:
