@@ -6,7 +6,7 @@ needs is there (otherwise it lists what is missing and writes nothing), and writ
 `table.md` and `paper_numbers.json` beside the results; `paper/tables/*.tex`;
 `paper/figures/*.png` and `.pdf`, each by the function of the same name; and
 `paper/paper.md` from `paper_template.md` beside this file, every number filled in from
-those files. The parts: reading and checking (`results`), tables (`tables`), figures
+those files; and `paper/paper.pdf`, the same text rendered by Typst (`pdf`). The parts: reading and checking (`results`), tables (`tables`), figures
 (`figures`), the paired differences (`differences`) and the paper's numbers and text (`paper`).
 """
 
@@ -21,12 +21,14 @@ from study.core.units import is_done, listed, mark_done
 from study.stages.report.figures import (accuracy_vs_resolution, cross_domain_confusions, cross_domain_heatmap, effects,
                                          few_shot, gradcam, per_letter_f1, training_curves)
 from study.stages.report.paper import paper_numbers, paper_text
+from study.stages.report.pdf import write_pdf
 from study.stages.report.results import check_complete, open_results
 from study.stages.report.tables import table_latex, table_markdown
 
 # Bump when the report changes what it writes, so that a report of unchanged results is redone.
-REPORT_VERSION = 12  # 9: adapted models (effects, tables, the wording "without target labels"); 10: heat on the
-# hand; 11: the trivial cues; 12: hand crops and the landmark classifier
+REPORT_VERSION = 13  # 9: adapted models (effects, tables, the wording "without target labels"); 10: heat on the
+# hand; 11: the trivial cues; 12: hand crops and the landmark classifier; 13: the abstract, compact tables,
+# simultaneous intervals, the PDF
 FIGURES = (training_curves, accuracy_vs_resolution, cross_domain_heatmap, per_letter_f1, cross_domain_confusions, few_shot,
            effects, gradcam)
 
@@ -56,7 +58,8 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     spec = {"kind": "report", "version": REPORT_VERSION, "inputs": h.hexdigest()}
     # Done: the same inputs, every file it wrote intact, and those files are where this run
     # puts them (another --paper-dir is other outputs).
-    outputs = [out_dir / "table.md", out_dir / "paper_numbers.json", paper_dir / "paper.md", paper_dir / "tables" / "comparison.tex"]
+    outputs = [out_dir / "table.md", out_dir / "paper_numbers.json", paper_dir / "paper.md", paper_dir / "paper.pdf",
+               paper_dir / "tables" / "comparison.tex"]
     outputs += [paper_dir / "figures" / f"{f.__name__}.{e}" for f in FIGURES for e in ("png", "pdf")]
     if is_done(out_dir / "report.json", spec, force=True) and {p.resolve() for p in outputs} <= listed(out_dir / "report.json"):
         echo(f"report: up to date ({paper_dir / 'paper.md'})")
@@ -77,7 +80,7 @@ def run_report(out_dir: Path, paper_dir: Path = Path("paper"), echo=print) -> li
     written += gradcam(ctx, paper_dir)
     write_json_atomic(out_dir / "paper_numbers.json", nums)
     write_text_atomic(paper_dir / "paper.md", paper_text(info, rows, nums, template))
-    written += [out_dir / "paper_numbers.json", paper_dir / "paper.md"]
+    written += [out_dir / "paper_numbers.json", paper_dir / "paper.md", write_pdf(paper_dir)]
     mark_done(out_dir / "report.json", spec, written)
     echo(f"report: {len(written)} files ({out_dir / 'table.md'}, {paper_dir / 'paper.md'}, figures in {paper_dir / 'figures'})")
     return written

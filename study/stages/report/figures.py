@@ -13,6 +13,7 @@ from study.core.files import write_bytes_atomic
 from study.core.labels import CANONICAL
 from study.core.names import parse
 from study.core.plots import curves, save_figure  # before pyplot: it selects matplotlib's Agg backend
+from study.stages.report.differences import PER_PANEL, QUESTION_TITLES, ordered_effects
 from study.stages.report.results import cell_evals, figure_rows, kind
 
 import matplotlib.pyplot as plt  # noqa: E402  isort:skip
@@ -68,26 +69,33 @@ def accuracy_vs_resolution(ctx: Context, rows: list[dict], paper_dir: Path) -> l
 
 def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
     """Accuracy of each model (rows: one-dataset, multi-source and the remedies without target
-    data) on each test set (columns), at each model's own R."""
-    main = [r for r in rows if kind(r) in ("single", "multi-source", "augmented", "fine-tuned") and r["eval_res"] == r["train_res"]]
+    data) on each test set (columns), at each model's own R; a panel per R holds only the
+    models trained at it. The colours grow with the square root of accuracy, so that the
+    cross-domain cells (0.05-0.2) differ visibly; every cell is also written out."""
+    from matplotlib.colors import PowerNorm
+
+    kinds = ("single", "multi-source", "augmented", "fine-tuned", "hand crop", "both views")
+    main = [r for r in rows if kind(r) in kinds and r["eval_res"] == r["train_res"]]
     Rs = sorted({r["train_res"] for r in main})
-    trains = list(dict.fromkeys(r["train_dataset"] for r in main))
     evals = list(dict.fromkeys(r["eval_dataset"] for r in main))
-    fig, axes = plt.subplots(1, len(Rs), figsize=(2.4 + 1.8 * len(evals) * len(Rs), 1.4 + 0.7 * len(trains)), squeeze=False)
+    trains = {R: list(dict.fromkeys(r["train_dataset"] for r in main if r["train_res"] == R)) for R in Rs}
+    n = max(len(t) for t in trains.values())
+    fig, axes = plt.subplots(1, len(Rs), figsize=(3.2 + 1.6 * len(evals) * len(Rs), 1.6 + 0.42 * n), squeeze=False)
+    norm = PowerNorm(0.5, vmin=0, vmax=1)
     for ax, R in zip(axes[0], Rs):
-        m = np.full((len(trains), len(evals)), np.nan)
+        m = np.full((len(trains[R]), len(evals)), np.nan)
         for r in main:
             if r["train_res"] == R:
-                m[trains.index(r["train_dataset"]), evals.index(r["eval_dataset"])] = r["accuracy"]
-        im = ax.imshow(m, vmin=0, vmax=1, cmap="viridis")
-        for i in range(len(trains)):
-            for j in range(len(evals)):
+                m[trains[R].index(r["train_dataset"]), evals.index(r["eval_dataset"])] = r["accuracy"]
+        im = ax.imshow(m, norm=norm, cmap="viridis", aspect="auto")
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
                 if not np.isnan(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color="white" if m[i, j] < 0.6 else "black", fontsize=8)
+                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color="white" if m[i, j] < 0.5 else "black", fontsize=8)
         ax.set_xticks(range(len(evals)), evals, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(len(trains)), trains, fontsize=8)
+        ax.set_yticks(range(len(trains[R])), trains[R], fontsize=8)
         ax.set(title=f"R = r = {R} px", xlabel="test set", ylabel="trained on" if R == Rs[0] else "")
-    fig.colorbar(im, ax=axes[0].tolist(), label="accuracy", shrink=0.8)
+    fig.colorbar(im, ax=axes[0].tolist(), label="accuracy (square-root scale)", shrink=0.8, ticks=[0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1])
     return save_figure(fig, paper_dir, "cross_domain_heatmap")
 
 
@@ -186,30 +194,45 @@ def few_shot(ctx: Context, rows: list[dict], paper_dir: Path) -> list[Path]:
 
 
 def effects(effect_list: list[dict], paper_dir: Path) -> list[Path]:
-    """The ranked effects (paired differences with 95% intervals), the largest 30, coloured by
-    the question they answer."""
-    top = effect_list[:30]
-    if not top:
+    """The effects by question (`ordered_effects`): one panel per question, its cross-domain
+    effects first, each with its simultaneous 95% interval (the verdict's); the in-domain cost
+    of a lower test resolution, expected by construction, is left to the appendix's table. At
+    most `PER_PANEL` a panel, the largest."""
+    panels = [(q, xs[:PER_PANEL], len(xs)) for q, xs in ordered_effects(effect_list, expected_too=False).items() if xs]
+    if not panels:
         return _empty(paper_dir, "effects", "no effects (one dataset)")
-    questions = list(dict.fromkeys(x["question"] for x in effect_list))
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(top) + 1.2))
-    y = np.arange(len(top))[::-1]
-    for q_i, q in enumerate(questions):
-        idx = [i for i, x in enumerate(top) if x["question"] == q]
-        if not idx:
-            continue
-        d = np.array([top[i]["difference"] for i in idx])
-        err = np.array([[top[i]["difference"] - top[i]["ci"][0], top[i]["ci"][1] - top[i]["difference"]] for i in idx]).T
-        ax.errorbar(d, y[idx], xerr=err, fmt="o", ms=3, capsize=2, color=f"C{q_i}", label=q)
-    ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(y, [f"{x['effect']} on {x['test']}" for x in top], fontsize=6)
-    ax.set(xlabel="difference in accuracy (paired, 95% interval)",
-           title=f"The {len(top)} largest of {len(effect_list)} effects (intervals excluding 0 first)")
-    ax.title.set_fontsize(9)
-    ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=7, loc="lower right")
+    heights = [len(xs) for _, xs, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 0.24 * sum(heights) + 0.9 * len(panels)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (q, xs, n) in zip(axes[:, 0], panels):
+        y = np.arange(len(xs))[::-1]
+        for dom, colour in (("cross-domain", "C3"), ("in-domain", "C0")):
+            idx = [i for i, x in enumerate(xs) if x["domain"] == dom]
+            if idx:
+                d = np.array([xs[i]["difference"] for i in idx])
+                err = np.array([[xs[i]["difference"] - xs[i]["ci_family"][0], xs[i]["ci_family"][1] - xs[i]["difference"]]
+                                for i in idx]).T
+                ax.errorbar(d, y[idx], xerr=err, fmt="o", ms=3, capsize=2, color=colour, label=dom)
+        ax.axvline(0, color="grey", lw=1)
+        ax.set_yticks(y, [_short(x) for x in xs], fontsize=7)
+        ax.set_title(f"{QUESTION_TITLES[q]} ({len(xs)} of {n})" if n > len(xs) else QUESTION_TITLES[q], fontsize=9, loc="left")
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[-1, 0].set_xlabel("difference in accuracy (paired; simultaneous 95% interval over every effect)", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, paper_dir, "effects")
+
+
+def _short(x: dict) -> str:
+    """An effect's label in the figure: the model that differs and where it is scored (the
+    panel's title says against what; the appendix's table has the whole effect)."""
+    (a, R, r), (b, Rb, rb) = x["pair"]
+    if x["question"] == "training resolution":
+        return f"{a}@{R} vs @{Rb} on {x['test']}"
+    if x["question"] == "target data" and "+" in a and "shot(" not in a:  # a union: against which source
+        return f"{a}@{R} vs {b} on {x['test']}"
+    at = f", r = {r}" if r != R else ""
+    return f"{a}@{R}{at} on {x['test']}"
 
 
 def gradcam(ctx: Context, paper_dir: Path) -> list[Path]:

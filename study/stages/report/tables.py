@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from study.core.names import RANDOM, parse
+from study.stages.report.differences import QUESTION_TITLES, ordered_effects
 from study.stages.report.results import kind
 
 
@@ -65,10 +66,13 @@ _VS = re.compile(r"^(?P<a>\S+)@(?P<R>\d+) vs (?P<b>\S+)@(?P<Rb>\d+) \((?P<what>.
 
 
 def headline_markdown(rows: list[dict], numbers: dict) -> str:
-    """The two compact tables a reader needs first (the README's headline, tested against it): (a) each frozen
-    model's accuracy on its own test set and on the other datasets' at r = R; (b) each remedy
-    as its paired difference from its frozen baseline (`numbers["effects"]`, the report's
-    paper_numbers.json), on the baseline's own test set and on the other datasets'."""
+    """The two compact tables a reader needs first (the README's headline, tested against it,
+    and the paper's Tables 1 and 2): `in_domain_markdown` and `remedies_markdown`."""
+    return in_domain_markdown(rows, numbers) + "\n" + remedies_markdown(numbers)
+
+
+def in_domain_markdown(rows: list[dict], numbers: dict) -> str:
+    """(a) Each frozen model's accuracy on its own test set and on the other datasets' at r = R."""
     frozen = [r for r in rows if kind(r) == "single" and r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]]
     tests = list(dict.fromkeys(r["eval_dataset"] for r in frozen))
     models = list(dict.fromkeys((r["train_dataset"], r["train_res"]) for r in frozen))
@@ -89,6 +93,13 @@ def headline_markdown(rows: list[dict], numbers: dict) -> str:
             text = "–" if c is None else _interval(c["accuracy"], c["accuracy_ci_low"], c["accuracy_ci_high"])
             out.append(f"**{text}**" if c is not None and e == t else text)
         lines.append(f"| {t}@{R} | " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def remedies_markdown(numbers: dict) -> str:
+    """(b) Each remedy as its paired difference from its frozen baseline (`numbers["effects"]`,
+    the report's paper_numbers.json), on the baseline's own test set and on the other datasets'."""
+    tests = list(dict.fromkeys(x["test"] for x in numbers["effects"]))
     remedies: dict[tuple[str, str, str], dict[str, dict]] = {}
     for x in numbers["effects"]:
         m = _VS.match(x["effect"]) if x["question"] in ("remedy", "target data") else None
@@ -96,11 +107,10 @@ def headline_markdown(rows: list[dict], numbers: dict) -> str:
             what = re.sub(r"all of \w+'s training images added|union of training splits", "union of the training splits",
                           m["what"])
             remedies.setdefault((f"{m['a']}@{m['R']}", f"{m['b']}@{m['Rb']}", what), {})[x["test"]] = x
-    lines += [
-        "",
+    lines = [
         "(b) Each remedy against its frozen baseline (same dataset, R and seeds): the paired difference in accuracy "
-        "[95% interval] at r = R on the same test images, on the baseline's own test set and on the other "
-        "dataset's. A few-shot or adapted model is scored on its target only.",
+        "[simultaneous 95% interval, corrected for every effect the study weighs] at r = R on the same test images, on "
+        "the baseline's own test set and on the other dataset's. A few-shot or adapted model is scored on its target only.",
         "",
         "| remedy | model | vs | own test set | other dataset's test set |",
         "|---|---|---|---:|---:|",
@@ -109,7 +119,7 @@ def headline_markdown(rows: list[dict], numbers: dict) -> str:
         own_ds = parse(b.split("@")[0]).sources[0]
 
         def diff(x: dict | None) -> str:
-            return "–" if x is None else _interval(x["difference"], *x["ci"], sign="+")
+            return "–" if x is None else _interval(x["difference"], *x["ci_family"], sign="+")
 
         others = [f"{diff(x)}" + (f" ({e})" if len(tests) > 2 else "") for e, x in by_test.items() if e != own_ds]
         lines.append(f"| {what} | {a} | {b} | {diff(by_test.get(own_ds))} | {'; '.join(others) or '–'} |")
@@ -170,8 +180,33 @@ def table_latex(rows: list[dict]) -> str:
 
 
 
+def resolution_markdown(rows: list[dict]) -> str:
+    """(c) The resolution table: each frozen model (R) on each test set at every test
+    resolution r, accuracy alone (its interval is in the full table)."""
+    frozen = [r for r in rows if kind(r) == "single" and ":" not in r["eval_dataset"]]
+    rs = sorted({r["eval_res"] for r in frozen}, reverse=True)
+    cells = {(r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]): r["accuracy"] for r in frozen}
+    lines = ["(c) Accuracy of each frozen model (trained at R) on each test set at test resolution r (images "
+             "area-downsampled to r and resized back to R), mean over seeds; – where r > R. Intervals: the full table "
+             "(appendix).", "", "| model | test set | " + " | ".join(f"r = {r}" for r in rs) + " |",
+             "|---|---|" + "---:|" * len(rs)]
+    for t, R, e in dict.fromkeys((t, R, e) for t, R, e, _ in cells):
+        where = "own" if e == t else "other"
+        lines.append(f"| {t}@{R} | {e} ({where}) | " + " | ".join(
+            f"{cells[t, R, e, r]:.3f}" if (t, R, e, r) in cells else "–" for r in rs) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def effects_markdown(effects: list[dict]) -> str:
-    lines = ["| rank | question | effect | test set | difference [95% interval] | verdict |", "|---|---|---|---|---|---|"]
-    lines += [f"| {i} | {x['question']} | {x['effect']} | {x['test']} ({x['domain']}) | {x['difference']:+.3f} "
-              f"[{x['ci'][0]:+.3f}, {x['ci'][1]:+.3f}] | {x['verdict']} |" for i, x in enumerate(effects, 1)]
-    return "\n".join(lines)
+    """Every effect, by question (`ordered_effects`: cross-domain first), with its own 95%
+    interval, its simultaneous one and the verdict the simultaneous one gives."""
+    out = []
+    for q, xs in ordered_effects(effects).items():
+        if not xs:
+            continue
+        out += [f"**{QUESTION_TITLES[q]}** ({len(xs)})", "",
+                "| effect | test set | difference | 95% interval | simultaneous 95% interval | verdict |", "|---|---|---:|---:|---:|---|"]
+        out += [f"| {x['effect']} | {x['test']} ({x['domain']}) | {x['difference']:+.3f} | [{x['ci'][0]:+.3f}, {x['ci'][1]:+.3f}] | "
+                f"[{x['ci_family'][0]:+.3f}, {x['ci_family'][1]:+.3f}] | {x['verdict']} |" for x in xs]
+        out.append("")
+    return "\n".join(out).rstrip("\n")
