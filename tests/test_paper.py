@@ -95,3 +95,19 @@ def test_tables_lists_and_code_become_typst(tmp_path):
     assert '= #"T"' in typ and '== #"S"' in typ and '#"A "#strong[#"b"]#" paragraph over two lines."' in typ
     assert '- #"one more"\n- #"two"' in typ and "columns: 2, align: (left, right,)" in typ
     assert '#raw("pip install -e .", block: true)' in typ and typ.index("<appendix>") < typ.index('== #"Appendix A. X"')
+
+
+@pytest.mark.slow
+def test_report_rebuilds_the_committed_paper_byte_for_byte(tmp_path):
+    """The paper of record, its PDF and its numbers are what `report` makes of the committed
+    results, on any machine (the PDF has no date; Typst brings its own fonts)."""
+    import shutil
+
+    from study.stages.report import run_report
+
+    out = tmp_path / "cpu"
+    shutil.copytree(REPO / "results" / "cpu", out, ignore=shutil.ignore_patterns("score", "report.json"))
+    run_report(out, tmp_path / "paper", echo=lambda s: None)
+    for name in ("paper.md", "paper.pdf"):
+        assert (tmp_path / "paper" / name).read_bytes() == (REPO / "paper" / name).read_bytes(), name
+    assert (out / "paper_numbers.json").read_bytes() == (REPO / "results" / "cpu" / "paper_numbers.json").read_bytes()
