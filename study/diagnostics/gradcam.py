@@ -244,10 +244,11 @@ def _figure(x: np.ndarray, info: dict, path: Path) -> None:
 
 def _overview(ctx: Context, records: dict, imgs, root: Path) -> None:
     """The paper's figure: for each single-dataset model at the lowest resolution that has
-    remedies (else the lowest), and its remedies, OVERVIEW letters in-domain and as many on
-    another dataset."""
+    remedies (else the lowest), and its remedies (the hand-crop model on its crops),
+    OVERVIEW letters in-domain and as many on another dataset."""
     R = min(ctx.preset.augment.resolutions + ctx.preset.block5.resolutions or ctx.preset.train_resolutions)
-    rows = [(n, d) for n, RR, _ in ctx.plan.gradcam_models() if RR == R and parse(n).kind in ("single", "augmented", "fine-tuned")
+    kinds = ("single", "augmented", "fine-tuned", "hand crop")
+    rows = [(n, d) for n, RR, _ in ctx.plan.gradcam_models() if RR == R and parse(n).kind in kinds
             for d in [parse(n).sources[0]]]
     rows.sort(key=lambda x: (ctx.plan.dataset_names.index(x[1]), x[0] != x[1]))
     pairs = []
@@ -265,7 +266,7 @@ def _overview(ctx: Context, records: dict, imgs, root: Path) -> None:
     for row, (n, d, o) in enumerate(pairs):
         for j, e in enumerate((d, o)):
             rec = records[n, R, e]
-            x, _ = imgs(e, R)
+            x, _ = imgs(e, R, parse(n).input == "crop")
             for col, i in enumerate(firsts(rec["true"])[:k]):
                 ax = axes[row, j * k + col]
                 _overlay(ax, x[i], rec["cams"][i], f"{rec['true'][i]} -> {rec['pred'][i]}", rec["true"][i] == rec["pred"][i])

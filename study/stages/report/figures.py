@@ -80,7 +80,8 @@ def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
     evals = list(dict.fromkeys(r["eval_dataset"] for r in main))
     trains = {R: list(dict.fromkeys(r["train_dataset"] for r in main if r["train_res"] == R)) for R in Rs}
     n = max(len(t) for t in trains.values())
-    fig, axes = plt.subplots(1, len(Rs), figsize=(3.2 + 1.6 * len(evals) * len(Rs), 1.6 + 0.42 * n), squeeze=False)
+    fig, axes = plt.subplots(1, len(Rs), figsize=(3.2 + 3.6 * len(Rs) + 1.4 * len(evals) * len(Rs), 1.6 + 0.42 * n),
+                             squeeze=False, layout="constrained")
     norm = PowerNorm(0.5, vmin=0, vmax=1)
     for ax, R in zip(axes[0], Rs):
         m = np.full((len(trains[R]), len(evals)), np.nan)
@@ -217,7 +218,7 @@ def effects(effect_list: list[dict], paper_dir: Path) -> list[Path]:
         ax.set_yticks(y, [_short(x) for x in xs], fontsize=7)
         ax.set_title(f"{QUESTION_TITLES[q]} ({len(xs)} of {n})" if n > len(xs) else QUESTION_TITLES[q], fontsize=9, loc="left")
         ax.grid(alpha=0.3, axis="x")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     axes[-1, 0].set_xlabel("difference in accuracy (paired; simultaneous 95% interval over every effect)", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, paper_dir, "effects")

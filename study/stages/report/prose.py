@@ -73,6 +73,23 @@ def little(nums: dict) -> bool:
     return max(x["difference"] for x in rem) < gap / 2
 
 
+def signed_span(xs: list[float]) -> str:
+    """"from -0.08 to -0.02", or one signed number where they round alike."""
+    lo, hi = min(xs), max(xs)
+    return f"{lo:+.2f}" if f"{lo:+.2f}" == f"{hi:+.2f}" else f"from {lo:+.2f} to {hi:+.2f}"
+
+
+def against(few: dict, rem: list[dict]) -> str:
+    """How the largest few-shot gain compares with the largest remedy without target labels,
+    by their simultaneous intervals: "more than", "about as much as" or "less than"."""
+    if not rem:
+        return "more than"
+    best = max(rem, key=lambda x: x["difference"])
+    if few["ci_family"][0] > best["ci_family"][1]:
+        return "more than"
+    return "less than" if few["ci_family"][1] < best["ci_family"][0] else "about as much as"
+
+
 def count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
 
@@ -157,9 +174,8 @@ def main_findings(nums: dict) -> str:
     few = _few(fx)
     if few:
         best = max(few, key=lambda x: x["difference"])
-        more = not rem or best["difference"] > max(x["difference"] for x in rem)
-        out.append(("**Labelled target images recover more.** " if more else "**Labelled target images recover no more.** ")
-                   + f"The largest few-shot gain is {diff(best)} ({what(best)}; Figure 3).")
+        out.append(f"**Labelled target images recover {against(best, rem)} the best remedy without them.** "
+                   f"The largest few-shot gain is {diff(best)} ({what(best)}; Figure 3).")
     low = _lower_r(fx)
     if low:
         better = [x for x in low if x["verdict"] == "higher"]
@@ -235,12 +251,13 @@ def remedies_text(nums: dict) -> str:
     if few:
         best = max(few, key=lambda x: x["difference"])
         ceiling = [x["target_alone"] for x in nums["few_shot"] if x["target_alone"] is not None]
-        out.append(f"Labelled target images recover far more: {diff(best)} ({what(best)}; Figure 3)"
+        out.append(f"Labelled target images recover {against(best, _cross_remedies(fx))} the best remedy without them: "
+                   f"{diff(best)} ({what(best)}; Figure 3)"
                    + (f", against {span(ceiling)} for a model trained on the target alone." if ceiling else "."))
     costs = [x for x in fx if x["question"] == "target data" and x["domain"] == "in-domain"]
     if costs:
         out.append(f"Training on the union of the training splits changes the sources' own test accuracy by "
-                   f"{span([x['difference'] for x in costs])}.")
+                   f"{signed_span([x['difference'] for x in costs])}.")
     return " ".join(out)
 
 
@@ -318,7 +335,7 @@ def discussion(nums: dict, kaggle: list[dict]) -> str:
             k_min = min(parse(x["pair"][0][0]).k for x in few)
             small = [x["difference"] for x in few if parse(x["pair"][0][0]).k == k_min]
             text += (f" With labelled photos of the new domain, {what(top)} gains {diff(top)}, and {k_min} per letter "
-                     f"already {span(small)} (Figure 3).")
+                     f"already {signed_span(small)} (Figure 3).")
         parts.append(text)
     low = _lower_r(fx)
     if low:
