@@ -50,13 +50,19 @@ def test_all_writes_models_evaluations_and_the_table(smoke):
     shots = {f"{a}+2shot({b})" for a in names for b in names if a != b}
     remedies = {f"{a}/{x}" for a in names for x in ("aug2", "ft5")}
     adapted = {f"{a}+{m}({b})" for a in names for b in names if a != b for m in ("std", "coral", "self")}
-    assert {r["train_dataset"] for r in rows} == names | unions | shots | remedies | adapted | {"asl_alphabet+random"}
+    crops = {f"{a}/{x}" for a in names for x in ("hand", "hand+landmarks")}
+    # landmark models for the datasets with a hand found in training and validation images
+    hands = {n: d["hands"]["splits"] for n, d in json.loads((out / "datasets.json").read_text())["datasets"].items()}
+    with_hands = {n for n in names if all(hands[n][s]["found"] > 0 for s in ("train", "validation"))}
+    landmarks = {f"{a}/{x}" for a in with_hands for x in ("landmarks", "landmarks/aug8")}
+    assert {r["train_dataset"] for r in rows} == (names | unions | shots | remedies | adapted | crops | landmarks
+                                                  | {"asl_alphabet+random"})
     assert {r["eval_dataset"] for r in rows} == names | {"asl_alphabet:kaggle_test", "asl_alphabet+random"}
-    assert {r["eval_res"] for r in rows} == {"32", "16"}
-    # 3 + 4 + 6 models x (3 test splits + kaggle_test) x 2 degradations; each few-shot model on
+    assert {r["eval_res"] for r in rows} == {"32", "16"} | ({"0"} if landmarks else set())
+    # 3 + 4 + 6 + 6 models x (3 test splits + kaggle_test) x 2 degradations; each few-shot model on
     # its target's test splits (asl_alphabet's two, the others' one) x 2, and so each of the 3
-    # adapted models of a pair; the ablation's one row
-    assert len(rows) == 13 * 4 * 2 + (2 * 2 + 4 * 1) * 2 * 4 + 1
+    # adapted models of a pair; each landmark model on the 4 test sets at r = 0; the ablation's one row
+    assert len(rows) == 19 * 4 * 2 + (2 * 2 + 4 * 1) * 2 * 4 + len(landmarks) * 4 + 1
     for r in rows:
         if "shot(" in r["train_dataset"] or parse(r["train_dataset"]).kind == "adapted":
             assert r["eval_dataset"].split(":")[0] == r["train_dataset"].split("(")[1].rstrip(")")

@@ -288,12 +288,11 @@ class Preset:
 
 
 # The study on the real subsets in ../shared/data (asl_alphabet, asl_photos; Lexset when present),
-# on 2 CPU cores: `all` takes about 87 minutes from scratch on an AMD EPYC without AVX-512
-# (hands 6.7; features 39.8 with Winograd convolutions, of which 11.1 for the augmented views
-# and 3.0 for the trivial-cue units, 19.4 for the rest on a machine with AVX-512; train 35.3,
-# of which 18.2 for block 5, 7.9 for 90 heads and 8.6 for 36 adapted heads; evaluate about 5;
-# report under 1), within issue 18's 90-minute budget, which is why augmentation, block 5
-# and the trivial cues run at R = 64 only.
+# on 2 CPU cores: `all` took 110 minutes from scratch in its last run on an AMD EPYC without
+# AVX-512, other work sharing the cores part of the time (hands 6.7; features 68.2 with Winograd
+# convolutions, of which 26.2 for the hand crops at every R and r, 11.8 for the augmented views
+# and 2.9 for the trivial-cue units; train 29.8; evaluate and report a few), over issue 18's
+# 90-minute budget; augmentation, block 5 and the trivial cues run at R = 64 only to keep it near.
 # The study of record (RECORD below).
 CPU = Preset(
     name="cpu",

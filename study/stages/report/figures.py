@@ -23,13 +23,18 @@ def training_curves(ctx: Context, models: list[tuple], seeds, paper_dir: Path) -
     """Loss and accuracy per epoch of every model but the few-shot, adapted, both-views and
     augmented-landmark ones (all seeds overlaid), one row per model; each of those has its own curves.png."""
     models = [(n, R) for n, R in models if parse(n).kind not in ("few-shot", "adapted", "both views") and not parse(n).landmark_views]
-    fig, axes = plt.subplots(len(models), 2, figsize=(9, 2.3 * len(models)), squeeze=False)
-    for (name, R), row in zip(models, axes):
+    per_row = 3  # models a row, each a pair of panels, so that the figure stays readable at page width
+    rows = -(-len(models) // per_row)
+    fig, axes = plt.subplots(rows, 2 * per_row, figsize=(16, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[2 * len(models):]:
+        ax.axis("off")
+    for i, (name, R) in enumerate(models):
+        pair = axes[i // per_row, 2 * (i % per_row): 2 * (i % per_row) + 2]
         for k, seed in enumerate(seeds):
             h = store.history(ctx, name, R, seed)
-            curves(row, h, alpha=0.8 if k == 0 else 0.35, legend=k == 0)
-        row[0].set_title(f"{name}@{R}: loss", fontsize=9)
-        row[1].set_title(f"{name}@{R}: accuracy", fontsize=9)
+            curves(pair, h, alpha=0.8 if k == 0 else 0.35, legend=k == 0 and i == 0)
+        pair[0].set_title(f"{name}@{R}: loss", fontsize=9)
+        pair[1].set_title("accuracy", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, paper_dir, "training_curves")
 
@@ -80,7 +85,7 @@ def cross_domain_heatmap(rows: list[dict], paper_dir: Path) -> list[Path]:
     evals = list(dict.fromkeys(r["eval_dataset"] for r in main))
     trains = {R: list(dict.fromkeys(r["train_dataset"] for r in main if r["train_res"] == R)) for R in Rs}
     n = max(len(t) for t in trains.values())
-    fig, axes = plt.subplots(1, len(Rs), figsize=(3.2 + 3.6 * len(Rs) + 1.4 * len(evals) * len(Rs), 1.6 + 0.42 * n),
+    fig, axes = plt.subplots(1, len(Rs), figsize=(1.0 + len(Rs) * (2.4 + 1.2 * len(evals)), 1.6 + 0.42 * n),
                              squeeze=False, layout="constrained")
     norm = PowerNorm(0.5, vmin=0, vmax=1)
     for ax, R in zip(axes[0], Rs):
