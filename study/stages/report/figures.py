@@ -117,8 +117,9 @@ def per_letter_f1(ctx: Context, rows: list[dict], paper_dir: Path) -> list[Path]
                 continue
             f1 = [np.mean([ev["report"].get(c, {}).get("f1-score", np.nan) for ev in evs]) if c in evs[0]["report"] else np.nan
                   for c in CANONICAL]
-            ax.plot(np.arange(len(CANONICAL)) + 0.12 * (k - 1), f1, ls="none", marker="o" if e == t else "x",
-                    ms=5 if e == t else 4, color=f"C{k}", label=f"{e} ({'in-domain' if e == t else 'cross-domain'})")
+            own = e in parse(t).sources  # a union's sources are all its own
+            ax.plot(np.arange(len(CANONICAL)) + 0.12 * (k - 1), f1, ls="none", marker="o" if own else "x",
+                    ms=5 if own else 4, color=f"C{k}", label=f"{e} ({'in-domain' if own else 'cross-domain'})")
         ax.set_xticks(range(len(CANONICAL)), CANONICAL, fontsize=7, rotation=90)
         ax.set(ylim=(0, 1.02), ylabel="F1", title=f"trained on {t}@{R}, scored at r = {R}")
         ax.grid(alpha=0.3)
