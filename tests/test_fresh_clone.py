@@ -77,10 +77,13 @@ def test_score_with_the_committed_cpu_models_needs_no_dataset(repo, shared_data,
     rows = list(csv.DictReader(open(out / "table.csv")))
     models = {(r["train_dataset"], r["train_res"]) for r in rows}
     # every model but the few-shot ones (adapted to one of the study's datasets), the ablation
-    # and the fine-tuned ones, whose blocks (28 MB each) are not committed: it says so
+    # and the fine-tuned ones, whose blocks (28 MB each) are not committed: it says so; the
+    # hand-crop models on the photos' crops, the landmark models on their landmarks (r = 0)
     assert models == {(m, R) for m in ("asl_alphabet", "asl_photos", "asl_alphabet+asl_photos") for R in ("64", "128")} | {
-        (f"{d}/aug4", "64") for d in ("asl_alphabet", "asl_photos")}
-    assert len(rows) == 5 * 3 + 3 * 4  # r in (64, 32, 16) at R = 64; (128, 64, 32, 16) at R = 128
+        (f"{d}/aug4", "64") for d in ("asl_alphabet", "asl_photos")} | {
+        (f"{d}/hand", R) for d in ("asl_alphabet", "asl_photos") for R in ("64", "128")} | {
+        (f"{d}/landmarks", "0") for d in ("asl_alphabet", "asl_photos")}
+    assert len(rows) == 7 * 3 + 5 * 4 + 2  # r in (64, 32, 16) at R = 64; (128, 64, 32, 16) at R = 128; r = 0
     assert "not scored, their fine-tuned block 5 is not here" in proc.stdout and "asl_photos/ft5@64 seed 2" in proc.stdout
     assert {r["n"] for r in rows} == {str(len(letters))}
     assert json.loads((out / "dataset.json").read_text())["splits"]["test"]["images"] == len(letters)

@@ -135,7 +135,7 @@ def test_the_landmark_classifier_learns_from_found_hands_only_and_is_scored_on_e
                                  augment=dataclasses.replace(SMOKE.augment, views=0),
                                  block5=dataclasses.replace(SMOKE.block5, resolutions=()),
                                  adapt=dataclasses.replace(SMOKE.adapt, methods=()),
-                                 hands=dataclasses.replace(SMOKE.hands, crops=False),
+                                 hands=dataclasses.replace(SMOKE.hands, crops=False, landmark_views=0),
                                  train=dataclasses.replace(SMOKE.train, epochs=40))
     heads, records = [], []
     for scramble in (False, True):
