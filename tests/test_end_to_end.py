@@ -311,9 +311,10 @@ def test_remedies_augmented_views_and_block5_fine_tuned_on_cached_maps(smoke):
         conv.kernel[...], conv.bias[...] = k, b
     test_maps, _ = store.load_maps(ctx, "asl_alphabet", "test", 32, 16)
     np.testing.assert_allclose(np.asarray(tuned(np.asarray(test_maps[:8]))), np.load(unit / "feats.npy")[:8], rtol=1e-4, atol=1e-5)
-    # Grad-CAM of every model but the few-shot ones and the ablation, on every test split.
+    # Grad-CAM of every model but the few-shot ones, the ablation and those on landmarks, on every
+    # test split: the hand-crop models on its crops.
     cams = sorted(p.parent.name for p in (layout(smoke)["out"] / "gradcam").glob("*/asl_photos.json"))
-    assert len(cams) == 13 and "asl_photos-ft5@32" in cams and not any("shot(" in c or "random" in c for c in cams)
+    assert len(cams) == 16 and "asl_photos-hand@32" in cams and "asl_photos-ft5@32" in cams and not any("shot(" in c or "random" in c for c in cams)
     g = json.loads((layout(smoke)["out"] / "gradcam/asl_photos-ft5@32/asl_alphabet.json").read_text())
     assert np.array(g["cams"]).shape == (len(g["true"]), 2, 2) and 0 <= np.min(g["cams"]) and np.max(g["cams"]) <= 1
     assert g["in_domain"] is False and len(g["images"]) == len(g["pred"]) == len(g["true"])

@@ -87,7 +87,7 @@ def test_domain_separability_is_balanced_leak_free_and_in_the_report(smoke):
     ia, ib = balanced(y_a, y_b, [0, 1], seed=0)
     assert sorted(y_a[ia]) == sorted(y_b[ib]) == [0, 1]
     assert "Domain separability" in (layout(smoke)["out"] / "table.md").read_text()
-    assert "tells the datasets' test images apart" in (layout(smoke)["paper"] / "paper.md").read_text()
+    assert "tells the two datasets' test images apart" in (layout(smoke)["paper"] / "paper.md").read_text()
 
 
 def test_report_imports_no_jax():

@@ -69,8 +69,9 @@ def test_the_ring_is_the_outer_frame_of_pixels_and_nothing_else():
 
 @pytest.mark.slow
 def test_the_smoke_run_checks_the_trivial_cues(smoke):
-    """evaluate writes cues.csv: the frame alone and the features without a border, for every
-    separability pair; the border's features are units of their own at the lowest R."""
+    """evaluate writes cues.csv: the frame alone, the features without a border and those of the
+    hand crops, for every separability pair; the border's features are units of their own at
+    the lowest R."""
     from smoke import context, layout
 
     from study.core import store
@@ -78,7 +79,7 @@ def test_the_smoke_run_checks_the_trivial_cues(smoke):
     ctx = context(smoke)
     rows = store.read_cues(layout(smoke)["out"] / "cues.csv")
     assert {(r["dataset_a"], r["dataset_b"], r["check"]) for r in rows} == {
-        (a, b, c) for a, b, _ in ctx.plan.separability_pairs for c in ("frame", "no 2-pixel border")}
+        (a, b, c) for a, b, _ in ctx.plan.separability_pairs for c in ("frame", "no 2-pixel border", "hand crop")}
     for r in rows:
         assert 0 <= r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"] <= 1 and r["n_test"] > 0
         assert (r["R"] is None) == (r["check"] == "frame")
