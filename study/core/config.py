@@ -288,11 +288,11 @@ class Preset:
 
 
 # The study on the real subsets in ../shared/data (asl_alphabet, asl_photos; Lexset when present),
-# on 2 CPU cores: `all` took 110 minutes from scratch in its last run on an AMD EPYC without
-# AVX-512, other work sharing the cores part of the time (hands 6.7; features 68.2 with Winograd
-# convolutions, of which 26.2 for the hand crops at every R and r, 11.8 for the augmented views
-# and 2.9 for the trivial-cue units; train 29.8; evaluate and report a few), over issue 18's
-# 90-minute budget; augmentation, block 5 and the trivial cues run at R = 64 only to keep it near.
+# on 2 CPU cores: `all` took 112 minutes from scratch (every model trained, nothing else running)
+# in its last run on an AMD EPYC without AVX-512 (hands 6.9; features 67.2 with Winograd
+# convolutions, of which 25.4 for the hand crops at every R and r, 12.4 for the augmented views
+# and 2.7 for the trivial-cue units; train 30.4, block 5 16.9 of it; evaluate 6.4; report 0.6),
+# over issue 18's 90-minute budget; augmentation, block 5 and the trivial cues run at R = 64 only.
 # The study of record (RECORD below).
 CPU = Preset(
     name="cpu",
