@@ -29,8 +29,11 @@ PER_FOLDER = 10
 def images(data_dir: Path) -> list[str]:
     out = []
     for folder in FOLDERS:
-        files = sorted(p.relative_to(data_dir).as_posix() for p in (data_dir / folder).rglob("*")
-                       if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        files = sorted(
+            p.relative_to(data_dir).as_posix()
+            for p in (data_dir / folder).rglob("*")
+            if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        )
         out += [files[i] for i in np.linspace(0, len(files) - 1, PER_FOLDER).round().astype(int)]
     return out
 
@@ -41,21 +44,32 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args()
     rows = []
-    with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=1, model_complexity=1,
-                                  min_detection_confidence=0.5) as hands:
+    with mp.solutions.hands.Hands(
+        static_image_mode=True, max_num_hands=1, model_complexity=1, min_detection_confidence=0.5
+    ) as hands:
         for rel in images(args.data_dir):
             img = np.asarray(ImageOps.exif_transpose(Image.open(args.data_dir / rel)).convert("RGB"))
             found = hands.process(img)
             row = {"file": rel, "size": [img.shape[1], img.shape[0]], "hand": None}
             if found.multi_hand_landmarks:
                 c = found.multi_handedness[0].classification[0]
-                row["hand"] = {"landmarks": [[p.x, p.y, p.z] for p in found.multi_hand_landmarks[0].landmark],
-                               "handedness": c.label, "score": c.score}
+                row["hand"] = {
+                    "landmarks": [[p.x, p.y, p.z] for p in found.multi_hand_landmarks[0].landmark],
+                    "handedness": c.label,
+                    "score": c.score,
+                }
             rows.append(row)
-    doc = {"made_by": "scripts/hand_reference.py", "mediapipe": mp.__version__,
-           "settings": {"static_image_mode": True, "max_num_hands": 1, "model_complexity": 1,
-                        "min_detection_confidence": 0.5},
-           "images": rows}
+    doc = {
+        "made_by": "scripts/hand_reference.py",
+        "mediapipe": mp.__version__,
+        "settings": {
+            "static_image_mode": True,
+            "max_num_hands": 1,
+            "model_complexity": 1,
+            "min_detection_confidence": 0.5,
+        },
+        "images": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"{len(rows)} images, a hand in {sum(r['hand'] is not None for r in rows)}")

@@ -21,9 +21,9 @@ from flax import nnx
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from study.network import weights
 from study.core.config import CPU
 from study.datasets import DATASETS
+from study.network import weights
 from study.network.model import VGG16Backbone
 
 # The random streams of the study (study.run sets the same where the program starts).

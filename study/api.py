@@ -26,10 +26,11 @@ import numpy as np
 
 from study.core import store
 from study.core.config import RECORD
-from study.core.context import Context, default_out
+from study.core.context import Context
 from study.core.errors import ConfigError, MissingArtefact
 from study.core.labels import CANONICAL
 from study.core.names import FT5, parse
+from study.core.store import WEIGHTS_DIR, default_out
 
 
 @dataclasses.dataclass
@@ -52,8 +53,13 @@ class Model:
         return [self.labels[i] for i in p.argmax(axis=1)]
 
 
-def load(model: str, seeds: int | Sequence[int] | None = None, *, results: Path | str | None = None,
-         weights_dir: Path | str = "data/weights") -> Model:
+def load(
+    model: str,
+    seeds: int | Sequence[int] | None = None,
+    *,
+    results: Path | str | None = None,
+    weights_dir: Path | str = WEIGHTS_DIR,
+) -> Model:
     """The model `name@R` (for example "asl_photos@64", "asl_alphabet/aug4@64") of the results
     folder `results` (default: the study of record, results/cpu/), with the heads of `seeds`
     (default: every seed of its preset). The ImageNet weights are converted into `weights_dir`
@@ -69,7 +75,9 @@ def load(model: str, seeds: int | Sequence[int] | None = None, *, results: Path 
     if not name or not R.isdigit():
         raise ConfigError(f"{model!r} is not a model name: expected name@R, for example asl_photos@64")
     R = int(R)
-    ctx = Context.of_results(Path(results) if results else default_out(RECORD), weights_dir=Path(weights_dir), echo=lambda s: None)
+    ctx = Context.of_results(
+        Path(results) if results else default_out(RECORD), weights_dir=Path(weights_dir), echo=lambda s: None
+    )
     known = sorted({f"{n}@{r}" for n, r, _ in ctx.plan.model_seeds})
     if f"{name}@{R}" not in known:
         raise ConfigError(f"no model {model!r} in {ctx.out_dir}; its models: {', '.join(known)}")
@@ -77,14 +85,19 @@ def load(model: str, seeds: int | Sequence[int] | None = None, *, results: Path 
     if not seeds or set(seeds) - set(ctx.preset.seeds):
         raise ConfigError(f"seeds {list(seeds)}: the {ctx.preset.name} study trained seeds {list(ctx.preset.seeds)}")
     classes = ctx.plan.classes(name)
-    heads = [head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, name, R, s), 512, len(CANONICAL), s) for s in seeds]
+    heads = [
+        head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, name, R, s), 512, len(CANONICAL), s)
+        for s in seeds
+    ]
     tuned = parse(name).remedy == FT5
     blocks = []
     if tuned:  # block 5 fine-tuned: run on the frozen backbone's block-4 maps, as the features stage does
         for s in seeds:
-            if not (store.model_dir(ctx, name, R, s) / "block5.npz").is_file():
-                raise MissingArtefact(f"the fine-tuned block 5 of {name}@{R} seed {s}", store.model_dir(ctx, name, R, s) / "block5.npz",
-                                      store.command(ctx, "train"))
+            block5 = store.model_files(ctx, name, R, s).block5
+            if not block5.is_file():
+                raise MissingArtefact(
+                    f"the fine-tuned block 5 of {name}@{R} seed {s}", block5, store.command(ctx, "train")
+                )
             blocks.append(Block5(rngs=nnx.Rngs(0)).load(store.block5_arrays(ctx, name, R, s)))
     extractor = Extractor(weights.prepared(ctx), ctx.preset.feature_batch, maps=tuned)
 

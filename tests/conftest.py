@@ -1,4 +1,5 @@
-"""Shared fixtures: the real images in ../shared/data, a quiet TFDS, and JAX configured as study.run configures it."""
+"""Shared fixtures: the real images in ../shared/data, and the process set up as the command line sets it up
+(study.runtime): JAX's random streams, a quiet absl and TFDS."""
 
 from __future__ import annotations
 
@@ -15,15 +16,12 @@ SHARED_DATA = Path(os.environ.get("STUDY_SHARED_DATA", REPO.parent / "shared" / 
 
 
 def pytest_configure(config):
-    import absl.logging
-    import jax
-    import tensorflow_datasets as tfds
+    from study import runtime
 
-    # The random streams the study's seeds were drawn with, set where the program starts
-    # (as study.run does): threefry, not partitionable.
-    jax.config.update("jax_threefry_partitionable", False)
-    absl.logging.set_verbosity(absl.logging.ERROR)
-    tfds.disable_progress_bar()
+    # The random streams the study's seeds were drawn with, set where the program starts, as
+    # the command line sets them (study.runtime): threefry, not partitionable.
+    runtime.configure_jax()
+    runtime.quiet_libraries()
 
 
 @pytest.fixture(scope="session")
@@ -57,12 +55,19 @@ def in_clone(repo: Path, *argv: str, **kw) -> subprocess.CompletedProcess:
     """`python -m study.run ARGV` typed in the clone `repo`, run with this checkout's code (so
     that the test checks the code under test, committed or not)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONSAFEPATH="1", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "study.run", *argv], cwd=repo, env=env, capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "study.run", *argv], cwd=repo, env=env, capture_output=True, text=True, **kw
+    )
 
 
 def git_status(repo: Path, untracked: str = "all") -> str:
-    return subprocess.run(["git", "status", "--porcelain", f"--untracked-files={untracked}"], cwd=repo,
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", f"--untracked-files={untracked}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def tiny_results(out: Path, preset, datasets: dict[str, dict[str, list[str]]]):
@@ -73,11 +78,18 @@ def tiny_results(out: Path, preset, datasets: dict[str, dict[str, list[str]]]):
     from study.core.context import Context
 
     out.mkdir(parents=True, exist_ok=True)
-    summary = {n: {"tfds_name": n, "archive": {"listing_sha256": f"listing of {n}"},
-                   "splits": {s: {"images": 10 * len(c), "per_class": {x: 10 for x in c}} for s, c in splits.items()}}
-               for n, splits in datasets.items()}
+    summary = {
+        n: {
+            "tfds_name": n,
+            "archive": {"listing_sha256": f"listing of {n}"},
+            "splits": {s: {"images": 10 * len(c), "per_class": {x: 10 for x in c}} for s, c in splits.items()},
+        }
+        for n, splits in datasets.items()
+    }
     (out / "datasets.json").write_text(json.dumps({"preset": preset.name, "datasets": summary}))
-    (out / "weights.json").write_text(json.dumps({"converted_sha256": "0123456789abcdef" * 4, "converted_file": "w.npz"}))
+    (out / "weights.json").write_text(
+        json.dumps({"converted_sha256": "0123456789abcdef" * 4, "converted_file": "w.npz"})
+    )
     return Context(preset, out / "data", out, out / "tfds", out / "cache", out / "weights", echo=lambda s: None)
 
 
@@ -88,8 +100,8 @@ def write_features(ctx, unit, x, y) -> None:
     from study.core import store
     from study.core.units import mark_done
 
-    d = store.unit_dir(ctx, unit)
+    d = store.features_dir(ctx, unit)
     d.mkdir(parents=True, exist_ok=True)
     np.save(d / "feats.npy", np.asarray(x, np.float32))
     np.save(d / "labels.npy", np.asarray(y, np.int64))
-    mark_done(d / "unit.json", store.unit_spec(ctx, unit), [d / "feats.npy", d / "labels.npy"], images=len(y))
+    mark_done(d / "unit.json", store.features_spec(ctx, unit), [d / "feats.npy", d / "labels.npy"], images=len(y))

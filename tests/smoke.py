@@ -10,11 +10,16 @@ from pathlib import Path
 from study.core.config import SMOKE
 from study.core.context import Context
 
-
 # Where a run puts things: the defaults inside a clone (`in_clone`), or folders of a temporary
 # directory named by options (`in_tmp`).
-LAYOUT_CLONE = {"data": "data/smoke", "out": "results/smoke", "tfds": "data/tfds", "cache": "data/cache",
-                "weights": "data/weights", "paper": "results/smoke/paper"}
+LAYOUT_CLONE = {
+    "data": "data/smoke",
+    "out": "results/smoke",
+    "tfds": "data/tfds",
+    "cache": "data/cache",
+    "weights": "data/weights",
+    "paper": "results/smoke/paper",
+}
 LAYOUT_TMP = {"data": "data", "out": "out", "tfds": "tfds", "cache": "cache", "weights": "weights", "paper": "paper"}
 
 
@@ -24,9 +29,24 @@ def layout(tmp: Path) -> dict[str, Path]:
 
 def args(tmp: Path, stage: str = "all", *extra: str) -> list[str]:
     p = layout(tmp)
-    return [stage, "--preset", "smoke", "--data-dir", str(p["data"]), "--out", str(p["out"]),
-            "--tfds-dir", str(p["tfds"]), "--cache-dir", str(p["cache"]),
-            "--weights-dir", str(p["weights"]), "--paper-dir", str(p["paper"]), *extra]
+    return [
+        stage,
+        "--preset",
+        "smoke",
+        "--data-dir",
+        str(p["data"]),
+        "--out",
+        str(p["out"]),
+        "--tfds-dir",
+        str(p["tfds"]),
+        "--cache-dir",
+        str(p["cache"]),
+        "--weights-dir",
+        str(p["weights"]),
+        "--paper-dir",
+        str(p["paper"]),
+        *extra,
+    ]
 
 
 def context(tmp: Path, preset=SMOKE, force=False) -> Context:
@@ -36,7 +56,9 @@ def context(tmp: Path, preset=SMOKE, force=False) -> Context:
 
 def outputs(tmp: Path) -> dict[str, int]:
     p = layout(tmp)
-    return {str(f.relative_to(tmp)): f.stat().st_mtime_ns for d in ("out", "cache") for f in p[d].rglob("*") if f.is_file()}
+    return {
+        str(f.relative_to(tmp)): f.stat().st_mtime_ns for d in ("out", "cache") for f in p[d].rglob("*") if f.is_file()
+    }
 
 
 def read_table(tmp: Path) -> list[dict]:

@@ -67,11 +67,16 @@ def test_no_target_label_reaches_an_adapted_head(tmp_path, method):
 
     from study.stages import train
 
-    preset = dataclasses.replace(SMOKE, few_shot=(), ablation=(), multi_source=False,
-                                 augment=dataclasses.replace(SMOKE.augment, views=0),
-                                 block5=dataclasses.replace(SMOKE.block5, resolutions=()),
-                                 adapt=dataclasses.replace(SMOKE.adapt, methods=(method,)),
-                                 hands=dataclasses.replace(SMOKE.hands, crops=False, landmarks=False))
+    preset = dataclasses.replace(
+        SMOKE,
+        few_shot=(),
+        ablation=(),
+        multi_source=False,
+        augment=dataclasses.replace(SMOKE.augment, views=0),
+        block5=dataclasses.replace(SMOKE.block5, resolutions=()),
+        adapt=dataclasses.replace(SMOKE.adapt, methods=(method,)),
+        hands=dataclasses.replace(SMOKE.hands, crops=False, landmarks=False),
+    )
     heads = []
     for scramble in (False, True):
         ctx = tiny_results(tmp_path / str(scramble), preset, {"asl_alphabet": SPLITS, "asl_photos": SPLITS})

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow  # converts the ImageNet weights and compiles VGG1
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return api.load("asl_photos@64", seeds=[0, 1], results=REPO / "results" / "cpu",
-                    weights_dir=tmp_path_factory.mktemp("weights"))
+    return api.load(
+        "asl_photos@64", seeds=[0, 1], results=REPO / "results" / "cpu", weights_dir=tmp_path_factory.mktemp("weights")
+    )
 
 
 def test_paths_pil_images_bytes_and_arrays_give_the_same_prediction(model, shared_data, tmp_path):

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from study.core.config import CPU, AugmentConfig
 from study.datasets import augment
-from study.core.config import AugmentConfig, CPU
 
 
 def images(n=6, size=32, seed=0):
@@ -26,8 +26,16 @@ def test_a_view_depends_on_seed_view_and_image_index_only():
 def test_with_every_strength_at_zero_a_view_is_the_image():
     """The transforms are the configured ones and nothing else: zero strengths give the image back."""
     x = images(4, 16)
-    none = AugmentConfig(crop_scale=(1.0, 1.0), max_rotation=0.0, brightness=0.0, contrast=(1.0, 1.0),
-                         saturation=(1.0, 1.0), hue=0.0, grayscale=0.0, blur=0.0)
+    none = AugmentConfig(
+        crop_scale=(1.0, 1.0),
+        max_rotation=0.0,
+        brightness=0.0,
+        contrast=(1.0, 1.0),
+        saturation=(1.0, 1.0),
+        hue=0.0,
+        grayscale=0.0,
+        blur=0.0,
+    )
     np.testing.assert_allclose(augment.view(x, np.arange(4), 1, none, seed=0), x, atol=1e-5)
 
 

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow  # every test here uses the smoke run
 def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeypatch):
     """`bench` on the smoke preset (timings cut to one repeat): every plan, layer and path is
     there, the counts are VGG16's, and the table shows them."""
-    from study.stages import bench
     from study.network import conv
+    from study.stages import bench
 
     monkeypatch.setattr(bench, "MATMUL_N", 256)
     monkeypatch.setattr(bench, "MIN_SECONDS", 0.0)
@@ -41,7 +41,10 @@ def test_bench_times_every_path_against_the_matmul_rate(smoke, tmp_path, monkeyp
     assert all(set(x["gflops"]) == set(conv.PATHS) for x in r["layers"])  # im2col of 32 px fits
     assert [x["workers"] for x in r["input"]] == [0, 1, 2] and all(x["images_per_second"] > 0 for x in r["input"])
     assert all(x["start_seconds"] >= 0 and x["stop_seconds"] >= 0 for x in r["input"])
-    assert abs(r["speedup"]["input_2_over_1"] - r["input"][2]["images_per_second"] / r["input"][1]["images_per_second"]) < 0.011
+    assert (
+        abs(r["speedup"]["input_2_over_1"] - r["input"][2]["images_per_second"] / r["input"][1]["images_per_second"])
+        < 0.011
+    )
     assert r["features"]["chosen"]["images"] == r["features"]["direct"]["images"] == 40
     assert all(len(e["rounds"]) == bench.ROUNDS for e in r["features"].values())
     table = bench.format_table(b)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from study.core import labels
 from study.core.config import SMOKE
 from study.datasets import DATASETS, DatasetError, fake
-from study.core import labels
 from study.datasets.build import read_index, summarize
 
 
@@ -100,7 +100,7 @@ def test_split_guarantees_hold_in_the_written_dataset(asl_both):
     groups = files_by_split(asl_both["dir"])
     names = list(groups)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not groups[a] & groups[b], (a, b)
 
 
@@ -193,7 +193,9 @@ def test_lexset_blank_switched_off_is_left_out_and_listed(tmp_path):
     assert "nothing" not in s["splits"]["test"]["per_class"]
     assert skipped_paths(b)["Test_Alphabet/Blank/"].startswith("Blank left out")
     # A different switch is a different prepared dataset, never a reused one.
-    assert b.info.config_name != DATASETS["synthetic_asl_alphabet"].make_builder(SMOKE, tmp_path / "tfds").info.config_name
+    assert (
+        b.info.config_name != DATASETS["synthetic_asl_alphabet"].make_builder(SMOKE, tmp_path / "tfds").info.config_name
+    )
 
 
 def test_folder_builder_splits_by_frames_case_insensitively(tmp_path):
@@ -216,7 +218,10 @@ def test_folder_builder_keeps_the_splits_it_is_given(tmp_path):
     b = build("asl_photos", root, tmp_path / "tfds")
     s = summarize(b)
     assert s["splits"]["test"]["images"] == 29 * 3  # kept whole
-    assert s["splits"]["train"]["images"] + s["splits"]["validation"]["images"] + s["left_out_by_guard_band"]["images"] == 29 * 12
+    assert (
+        s["splits"]["train"]["images"] + s["splits"]["validation"]["images"] + s["left_out_by_guard_band"]["images"]
+        == 29 * 12
+    )
     assert "given train/test kept" in s["split_rule"]
 
 

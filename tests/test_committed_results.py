@@ -9,14 +9,31 @@ from conftest import REPO
 def test_docs_split_table_matches_results_cpu_datasets_json():
     doc = json.loads((REPO / "results/cpu/datasets.json").read_text())
     readme = (REPO / "docs" / "method.md").read_text()
-    rows = re.findall(r"^\| (asl_\w+) \| ([\d,]+)[^|]*\| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \(([\d.]+)%\) \| (\d+) \|$", readme, re.M)
+    rows = re.findall(
+        r"^\| (asl_\w+) \| ([\d,]+)[^|]*\| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \(([\d.]+)%\) \| (\d+) \|$",
+        readme,
+        re.M,
+    )
     assert {r[0] for r in rows} == set(doc["datasets"])
-    num = lambda s: int(s.replace(",", ""))
+
+    def num(s):
+        return int(s.replace(",", ""))
+
     for name, archive, train, val, test, left, pct, dist in rows:
         d = doc["datasets"][name]
         sp = d["splits"]
-        assert num(archive) == sp["train"]["images"] + sp["validation"]["images"] + sp["test"]["images"] + d["left_out_by_guard_band"]["images"]
-        assert (num(train), num(val), num(test)) == (sp["train"]["images"], sp["validation"]["images"], sp["test"]["images"])
+        assert (
+            num(archive)
+            == sp["train"]["images"]
+            + sp["validation"]["images"]
+            + sp["test"]["images"]
+            + d["left_out_by_guard_band"]["images"]
+        )
+        assert (num(train), num(val), num(test)) == (
+            sp["train"]["images"],
+            sp["validation"]["images"],
+            sp["test"]["images"],
+        )
         assert num(left) == d["left_out_by_guard_band"]["images"]
         assert float(pct) == round(100 * d["left_out_by_guard_band"]["fraction_of_usable"], 1)
         assert int(dist) == d["min_frame_distance"]["test_to_train_or_validation"]
@@ -29,8 +46,9 @@ def test_committed_table_md_is_what_report_makes_from_the_committed_csv():
 
     out = REPO / "results" / "cpu"
     preset = get_preset(json.loads((out / "datasets.json").read_text())["preset"])
-    assert (out / "table.md").read_text() == table_markdown(read_table(out / "table.csv"), preset.eval.confidence,
-                                                           read_separability(out / "separability.csv"))
+    assert (out / "table.md").read_text() == table_markdown(
+        read_table(out / "table.csv"), preset.eval.confidence, read_separability(out / "separability.csv")
+    )
 
 
 def test_readme_headline_tables_are_made_from_the_committed_results():
@@ -56,7 +74,12 @@ def test_docs_speed_tables_are_the_committed_bench():
     block = readme.split("<!-- bench:cpu -->\n", 1)[1].split("<!-- /bench:cpu -->", 1)[0]
     bench = json.loads((REPO / "results" / "cpu" / "bench.json").read_text())
     assert block == format_table(bench, layers=False) + "\n"
-    block = (REPO / "README.md").read_text().split("<!-- bench-training:cpu -->\n", 1)[1].split("<!-- /bench-training:cpu -->", 1)[0]
+    block = (
+        (REPO / "README.md")
+        .read_text()
+        .split("<!-- bench-training:cpu -->\n", 1)[1]
+        .split("<!-- /bench-training:cpu -->", 1)[0]
+    )
     assert block == training_summary(bench)
     for r in bench["training"]["block5"]:  # issue 17's bar: Winograd training 1.5x the matrix product at R = 64
         if r["R"] == 64 and r["batch"] == get_preset("cpu").block5.batch_size:
@@ -81,10 +104,16 @@ def test_committed_results_are_complete_and_hold_no_machine_paths():
 
 def findings(nums: dict) -> str:
     """The README's three sentences of findings, every number from paper_numbers.json."""
-    span = lambda xs: f"{min(xs):.2f}" if f"{min(xs):.2f}" == f"{max(xs):.2f}" else f"{min(xs):.2f}-{max(xs):.2f}"
+
+    def span(xs):
+        return f"{min(xs):.2f}" if f"{min(xs):.2f}" == f"{max(xs):.2f}" else f"{min(xs):.2f}-{max(xs):.2f}"
+
     k = max(int(k) for x in nums["few_shot"] for k in x["shots"])
-    marks = [m["accuracy"] for m in nums["hand_models"] if m["kind"] == "landmarks" and "/aug" not in m["model"]
-             and not m["model"].startswith(m["test"] + "/")]
+    marks = [
+        m["accuracy"]
+        for m in nums["hand_models"]
+        if m["kind"] == "landmarks" and "/aug" not in m["model"] and not m["model"].startswith(m["test"] + "/")
+    ]
     return (
         "A frozen ImageNet VGG16 with a trained head recognises "
         f"{span([x['accuracy'] for x in nums['in_domain']])} of the held-out letters of\n"
@@ -92,13 +121,16 @@ def findings(nums: dict) -> str:
         f"{span([x['accuracy'] for x in nums['cross_domain']])} of the other dataset's (chance "
         f"{max(x['chance'] for x in nums['cross_domain']):.2f}), in\n"
         "both directions and at both model resolutions. A linear classifier on the same features\n"
-        f"tells the two datasets' test images apart with accuracy {span([x['accuracy'] for x in nums['separability']])}: the features say which\n"
+        "tells the two datasets' test images apart with accuracy "
+        f"{span([x['accuracy'] for x in nums['separability']])}: the features say which\n"
         "room and signer an image comes from more surely than which letter. Labelled photos of the\n"
         f"new domain recover it: {k} per letter raise the cross-domain accuracy to "
         f"{span([x['shots'][str(k)] for x in nums['few_shot']])}, and all\n"
-        f"of them to {span([x['all'] for x in nums['few_shot']])}. Looking at the hand alone transfers far better: a classifier on\n"
+        f"of them to {span([x['all'] for x in nums['few_shot']])}. Looking at the hand alone transfers far better: a "
+        "classifier on\n"
         "MediaPipe's 21 hand landmarks, the method of most published fingerspelling recognisers,\n"
-        f"reaches {span(marks)} on the other dataset.\n")
+        f"reaches {span(marks)} on the other dataset.\n"
+    )
 
 
 def test_readme_findings_are_the_committed_numbers():

@@ -39,8 +39,13 @@ def test_winograd_needs_fewer_multiplications():
 @pytest.mark.slow  # 30 compiled convolutions: half a minute
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(
-    b=st.integers(1, 3), h=st.integers(1, 11), w=st.integers(1, 11), c_in=st.integers(1, 24), c_out=st.integers(1, 24),
-    pads=st.tuples(*[st.integers(0, 2)] * 4), seed=st.integers(0, 2**16),
+    b=st.integers(1, 3),
+    h=st.integers(1, 11),
+    w=st.integers(1, 11),
+    c_in=st.integers(1, 24),
+    c_out=st.integers(1, 24),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    seed=st.integers(0, 2**16),
 )
 def test_every_path_is_xlas_convolution(b, h, w, c_in, c_out, pads, seed):
     pt, pb, pl, pr = pads
@@ -50,8 +55,16 @@ def test_every_path_is_xlas_convolution(b, h, w, c_in, c_out, pads, seed):
     x = jnp.asarray(rng.standard_normal((b, h, w, c_in)), jnp.float32)
     kernel = rng.standard_normal((3, 3, c_in, c_out)).astype(np.float32)
     padding = ((pt, pb), (pl, pr))
-    want = np.asarray(lax.conv_general_dilated(x, jnp.asarray(kernel), (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                               precision=lax.Precision.HIGHEST))
+    want = np.asarray(
+        lax.conv_general_dilated(
+            x,
+            jnp.asarray(kernel),
+            (1, 1),
+            padding,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=lax.Precision.HIGHEST,
+        )
+    )
     scale = np.abs(want).max() + 1e-6
     for path in conv.PATHS:
         got = np.asarray(conv.conv3x3(x, conv.prepare(kernel, path), path, padding))
@@ -101,8 +114,14 @@ def test_training_through_every_path_has_xlas_gradient(h, w):
 
     def loss(kernel, bias, x, path):
         if path == "reference":
-            y = lax.conv_general_dilated(x, kernel, (1, 1), conv.SAME, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                         precision=lax.Precision.HIGHEST)
+            y = lax.conv_general_dilated(
+                x,
+                kernel,
+                (1, 1),
+                conv.SAME,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                precision=lax.Precision.HIGHEST,
+            )
         else:
             y = conv.conv3x3(x, conv.transform(kernel, path), path)
         return (jax.nn.relu(y + bias) * weight).sum()
@@ -117,7 +136,8 @@ def test_training_through_every_path_has_xlas_gradient(h, w):
             assert np.abs(np.asarray(g) - np.asarray(r)).max() / scale < (3e-5 if path == "f4" else 3e-6), (path, name)
     # the forward pass too, and the transform is prepare's up to float32 rounding
     for path in conv.PATHS:
-        np.testing.assert_allclose(np.asarray(conv.transform(kernel, path)), np.asarray(conv.prepare(kernel, path)),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(conv.transform(kernel, path)), np.asarray(conv.prepare(kernel, path)), rtol=1e-5, atol=1e-5
+        )
     with pytest.raises(ValueError, match="valid paths"):
         conv.transform(kernel, "fft")

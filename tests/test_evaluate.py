@@ -8,11 +8,14 @@ from study.stages import evaluate
 
 def test_restricted_scoring_drops_foreign_labels_and_masks_their_logits():
     # Three images; classes 0..4 exist in the model, only {1, 3} are shared with the eval set.
-    logits = np.array([
-        [0, 5, 0, 1, 9],   # best overall is 4 (not shared): restricted prediction is 1
-        [0, 0, 0, 2, 0],   # predicts 3
-        [9, 0, 0, 0, 0],   # label 0 is not shared: the image is not scored
-    ], dtype=np.float32)
+    logits = np.array(
+        [
+            [0, 5, 0, 1, 9],  # best overall is 4 (not shared): restricted prediction is 1
+            [0, 0, 0, 2, 0],  # predicts 3
+            [9, 0, 0, 0, 0],  # label 0 is not shared: the image is not scored
+        ],
+        dtype=np.float32,
+    )
     labels = np.array([1, 1, 0])
     y_true, y_pred = evaluate.restricted_predictions(logits, labels, [3, 1])
     np.testing.assert_array_equal(y_true, [1, 1])

@@ -18,6 +18,7 @@ from conftest import REPO
 from smoke import args, context, layout
 from study import run
 from study.core import store
+from study.core.plan import Unit
 from study.datasets import open_builder
 from study.datasets.images import model_input
 
@@ -43,16 +44,20 @@ def test_sharded_features_equal_single_device_features(smoke, tmp_path):
     np.save(tmp_path / "x.npy", x)
     for n in (1, 2):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
-        subprocess.run([sys.executable, "-c", script, str(wfile), str(tmp_path / "x.npy"), str(tmp_path / f"f{n}.npy"), str(n)],
-                       cwd=REPO, env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-c", script, str(wfile), str(tmp_path / "x.npy"), str(tmp_path / f"f{n}.npy"), str(n)],
+            cwd=REPO,
+            env=env,
+            check=True,
+        )
     one, two = np.load(tmp_path / "f1.npy"), np.load(tmp_path / "f2.npy")
     assert one.shape == (40, 512)
     # Equal up to float32 summation order (each device convolves 8 images instead of 16):
     # the largest difference relative to the features' scale.
     scale = np.abs(one).max()
     assert np.abs(two - one).max() / scale < 1e-5
-    cached = np.load(store.features_dir(ctx, "asl_alphabet", "test", 32, 32) / "feats.npy")
-    labels = np.load(store.features_dir(ctx, "asl_alphabet", "test", 32, 32) / "labels.npy")
+    cached = np.load(store.features_dir(ctx, Unit("asl_alphabet", "test", 32, 32)) / "feats.npy")
+    labels = np.load(store.features_dir(ctx, Unit("asl_alphabet", "test", 32, 32)) / "labels.npy")
     assert np.abs(cached[:40] - one).max() / scale < 1e-5
     assert list(labels[:40]) == [src[i]["label"] for i in range(40)]
 
@@ -81,8 +86,12 @@ def test_input_workers_give_the_same_feature_bytes(smoke, tmp_path):
     for workers in (1, 2):
         cache = tmp_path / f"cache{workers}"
         _with_hands(cache, smoke)
-        assert run.main(args(smoke, "features", "--dataset", "asl_photos", "--workers", str(workers),
-                             "--cache-dir", str(cache))) == 0
+        assert (
+            run.main(
+                args(smoke, "features", "--dataset", "asl_photos", "--workers", str(workers), "--cache-dir", str(cache))
+            )
+            == 0
+        )
         names[workers] = _same_as_smoke(cache, smoke)
     assert names[1] == names[2] and len(names[1]) >= 5
 
@@ -98,8 +107,11 @@ def test_one_feed_decodes_a_stages_units_in_one_set_of_workers(smoke, workers):
 
     ctx = context(smoke)
     source = open_builder(ctx, "asl_photos").as_data_source()["train"]
-    loads = [pipeline.LoadBatch(source, 40, 16, 32, 32), pipeline.LoadBatch(source, 24, 16, 32, 16),
-             pipeline.LoadBatch(source, 96, 16, 32, 32, flip=True)]
+    loads = [
+        pipeline.LoadBatch(source, 40, 16, 32, 32),
+        pipeline.LoadBatch(source, 24, 16, 32, 16),
+        pipeline.LoadBatch(source, 96, 16, 32, 32, flip=True),
+    ]
     other = pipeline.LoadBatch(source, 20, 16, 32, 16, flip=True)
 
     def check(got, load):
@@ -125,7 +137,9 @@ def test_one_feed_decodes_a_stages_units_in_one_set_of_workers(smoke, workers):
     assert not multiprocessing.active_children()
 
 
-def _features_in_2_processes(smoke, cache: Path, tfds_dirs: tuple[Path, Path] | None = None) -> tuple[list, list, float]:
+def _features_in_2_processes(
+    smoke, cache: Path, tfds_dirs: tuple[Path, Path] | None = None
+) -> tuple[list, list, float]:
     """`features --dataset asl_photos` as 2 local processes (jax.distributed), each with its own
     --tfds-dir if given; their exit statuses, outputs and the seconds until both ended."""
     import socket
@@ -139,10 +153,31 @@ def _features_in_2_processes(smoke, cache: Path, tfds_dirs: tuple[Path, Path] | 
     procs = []
     for i in range(2):
         extra = ["--tfds-dir", str(tfds_dirs[i])] if tfds_dirs else []
-        argv = args(smoke, "features", "--dataset", "asl_photos", "--cache-dir", str(cache), "--processes", "2",
-                    "--process-id", str(i), "--coordinator", f"127.0.0.1:{port}", *extra)
-        procs.append(subprocess.Popen([sys.executable, "-m", "study.run", *argv], cwd=REPO, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        argv = args(
+            smoke,
+            "features",
+            "--dataset",
+            "asl_photos",
+            "--cache-dir",
+            str(cache),
+            "--processes",
+            "2",
+            "--process-id",
+            str(i),
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            *extra,
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "study.run", *argv],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=600)[0] for p in procs]
     return [p.returncode for p in procs], outs, time.monotonic() - t0
 
@@ -171,4 +206,6 @@ def test_two_processes_write_the_cache_one_process_writes(smoke, tmp_path):
     assert len(_same_as_smoke(cache, smoke)) >= 5
     markers = [json.loads(p.read_text()) for p in (cache / "features").rglob("unit.json")]
     # every unit from images computed by both processes (landmark vectors read no image: process 0 alone)
-    assert markers and all(m["processes"] == 2 for m in markers if not m.get("from_maps") and m["spec"]["kind"] != "landmarks")
+    assert markers and all(
+        m["processes"] == 2 for m in markers if not m.get("from_maps") and m["spec"]["kind"] != "landmarks"
+    )

@@ -22,6 +22,11 @@ def test_written_files_get_the_mode_open_would_give(tmp_path, umask, mode):
 
 
 def test_csv_round_trip_with_missing_cells(tmp_path):
-    write_csv_atomic(tmp_path / "t.csv", ["file", "n", "p"], [{"file": "a.jpg", "n": 3, "p": 0.123456}, {"file": "b.jpg"}])
+    write_csv_atomic(
+        tmp_path / "t.csv", ["file", "n", "p"], [{"file": "a.jpg", "n": 3, "p": 0.123456}, {"file": "b.jpg"}]
+    )
     assert (tmp_path / "t.csv").read_text() == "file,n,p\na.jpg,3,0.1235\nb.jpg,,\n"
-    assert read_csv(tmp_path / "t.csv") == [{"file": "a.jpg", "n": "3", "p": "0.1235"}, {"file": "b.jpg", "n": "", "p": ""}]
+    assert read_csv(tmp_path / "t.csv") == [
+        {"file": "a.jpg", "n": "3", "p": "0.1235"},
+        {"file": "b.jpg", "n": "", "p": ""},
+    ]

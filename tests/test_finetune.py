@@ -5,11 +5,11 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from study.training import finetune
-from study.network import model
-from study.network.model import BLOCK5
 from study.core.config import SMOKE, TrainConfig
 from study.datasets import DATASETS, fake
+from study.network import model
+from study.network.model import BLOCK5
+from study.training import finetune
 
 
 @pytest.mark.slow  # compiles a full VGG16 training step: 10 s
@@ -23,8 +23,16 @@ def test_finetune_updates_block5_and_head_only(tmp_path):
     clf = model.Classifier(backbone, model.make_head("mlp", backbone.features_dim, 29, rngs=rngs))
     before = {i: np.array(c.kernel[...]) for i, c in enumerate(backbone.convs)}
     head_before = np.array(clf.head.out.kernel[...])
-    clf, history = finetune.finetune(clf, src["train"], src["validation"], 32, TrainConfig(epochs=2, batch_size=16, patience=5),
-                                     seed=0, workdir=tmp_path, log=lambda s: None)
+    clf, history = finetune.finetune(
+        clf,
+        src["train"],
+        src["validation"],
+        32,
+        TrainConfig(epochs=2, batch_size=16, patience=5),
+        seed=0,
+        workdir=tmp_path,
+        log=lambda s: None,
+    )
     assert (tmp_path / "checkpoint.npz").is_file()
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(np.isfinite(h["train_loss"]) and 0 <= h["val_accuracy"] <= 1 for h in history)

@@ -12,8 +12,8 @@ def test_block5_and_head_resume_exactly_and_only_trainable_parameters_move(tmp_p
     """study.training.fit with another model and parameter filter: block 5 and a head on maps."""
     from flax import nnx
 
-    from study.training.fit import Schedule, fit, fixed_batches
     from study.network.model import Block5, Classifier, make_head
+    from study.training.fit import Schedule, fit, fixed_batches
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 96)
@@ -25,8 +25,16 @@ def test_block5_and_head_resume_exactly_and_only_trainable_parameters_move(tmp_p
 
     def run(workdir, epochs):
         m = model()
-        return fit(m, 64, fixed_batches(maps[:64], y[:64], batch=16), lambda m: loss_acc(m, maps[64:], y[64:]),
-                   Schedule(epochs, 16, 1e-2, 1e-4, 100), 1, workdir, log=lambda s: None)
+        return fit(
+            m,
+            64,
+            fixed_batches(maps[:64], y[:64], batch=16),
+            lambda m: loss_acc(m, maps[64:], y[64:]),
+            Schedule(epochs, 16, 1e-2, 1e-4, 100),
+            1,
+            workdir,
+            log=lambda s: None,
+        )
 
     full, h_full = run(tmp_path / "a", 4)
     run(tmp_path / "b", 2)
@@ -34,7 +42,9 @@ def test_block5_and_head_resume_exactly_and_only_trainable_parameters_move(tmp_p
     assert [h["val_loss"] for h in h_full] == [h["val_loss"] for h in h_res]
     for a, b in zip(nnx.state(full, nnx.Param).flat_state(), nnx.state(resumed, nnx.Param).flat_state()):
         np.testing.assert_array_equal(a[1][...], b[1][...])
-    assert not np.array_equal(np.asarray(full.backbone.convs[0].kernel[...]), np.asarray(model().backbone.convs[0].kernel[...]))
+    assert not np.array_equal(
+        np.asarray(full.backbone.convs[0].kernel[...]), np.asarray(model().backbone.convs[0].kernel[...])
+    )
 
 
 def test_views_show_each_row_as_itself_or_one_of_its_views():

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import REPO, clone, git_status, in_clone
 
-
 pytestmark = pytest.mark.slow  # minutes: the command line in a clone, or prepare on the real images
+
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
@@ -28,9 +28,14 @@ def test_all_without_flags_or_data_says_what_to_download(repo):
     proc = in_clone(repo, "all")
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr
-    for line in ("data/asl-alphabet/", "kaggle datasets download -d grassknoted/asl-alphabet -p data/asl-alphabet",
-                 "data/synthetic-asl-alphabet/", "kaggle datasets download -d lexset/synthetic-asl-alphabet",
-                 "data/asl-photos/", "python -m study.run all --preset smoke"):
+    for line in (
+        "data/asl-alphabet/",
+        "kaggle datasets download -d grassknoted/asl-alphabet -p data/asl-alphabet",
+        "data/synthetic-asl-alphabet/",
+        "kaggle datasets download -d lexset/synthetic-asl-alphabet",
+        "data/asl-photos/",
+        "python -m study.run all --preset smoke",
+    ):
         assert line in err, line
     assert "Traceback" not in err
     assert git_status(repo) == ""
@@ -48,8 +53,9 @@ def test_the_paper_preset_without_its_data_says_what_to_download(repo):
 README_COMMANDS = {
     "all --preset smoke": "test_end_to_end.test_smoke_all_in_a_clone_leaves_git_status_clean",
     "score --folder path/to/photos": "test_score_with_the_committed_cpu_models_needs_no_dataset",
-    "score --folder path/to/photos [--name mine] [--folder-labels-only]":
-        "test_score_with_the_committed_cpu_models_needs_no_dataset",
+    "score --folder path/to/photos [--name mine] [--folder-labels-only]": (
+        "test_score_with_the_committed_cpu_models_needs_no_dataset"
+    ),
     "all --preset paper --data-dir data": "test_the_paper_preset_without_its_data_says_what_to_download",
     "all --preset cpu --data-dir ../shared/data": "the study of record, re-run by hand",
 }
@@ -79,12 +85,15 @@ def test_score_with_the_committed_cpu_models_needs_no_dataset(repo, shared_data,
     # every model but the few-shot ones (adapted to one of the study's datasets), the ablation
     # and the fine-tuned ones, whose blocks (28 MB each) are not committed: it says so; the
     # hand-crop models on the photos' crops, the landmark models on their landmarks (r = 0)
-    assert models == {(m, R) for m in ("asl_alphabet", "asl_photos", "asl_alphabet+asl_photos") for R in ("64", "128")} | {
-        (f"{d}/aug4", "64") for d in ("asl_alphabet", "asl_photos")} | {
-        (f"{d}/hand", R) for d in ("asl_alphabet", "asl_photos") for R in ("64", "128")} | {
-        (f"{d}/landmarks", "0") for d in ("asl_alphabet", "asl_photos")}
+    assert models == {
+        (m, R) for m in ("asl_alphabet", "asl_photos", "asl_alphabet+asl_photos") for R in ("64", "128")
+    } | {(f"{d}/aug4", "64") for d in ("asl_alphabet", "asl_photos")} | {
+        (f"{d}/hand", R) for d in ("asl_alphabet", "asl_photos") for R in ("64", "128")
+    } | {(f"{d}/landmarks", "0") for d in ("asl_alphabet", "asl_photos")}
     assert len(rows) == 7 * 3 + 5 * 4 + 2  # r in (64, 32, 16) at R = 64; (128, 64, 32, 16) at R = 128; r = 0
-    assert "not scored, their fine-tuned block 5 is not here" in proc.stdout and "asl_photos/ft5@64 seed 2" in proc.stdout
+    assert (
+        "not scored, their fine-tuned block 5 is not here" in proc.stdout and "asl_photos/ft5@64 seed 2" in proc.stdout
+    )
     assert {r["n"] for r in rows} == {str(len(letters))}
     assert json.loads((out / "dataset.json").read_text())["splits"]["test"]["images"] == len(letters)
     assert "asl_photos@128" in proc.stdout and "accuracy" in proc.stdout

@@ -41,7 +41,10 @@ def test_each_map_is_block5s_output_weighted_by_the_gradient_of_the_predicted_lo
     cam, pred = nnx.jit(_cam)(base, block5, head, images, jnp.arange(29))
     a = block5.conv_map(base.block4_map(images))  # B x 2 x 2 x C, after the ReLU
     for i in range(2):
-        logit = lambda a_i: head(nnx.max_pool(a_i[None], (2, 2), strides=(2, 2)).mean(axis=(1, 2)))[0, int(pred[i])]
+
+        def logit(a_i):
+            return head(nnx.max_pool(a_i[None], (2, 2), strides=(2, 2)).mean(axis=(1, 2)))[0, int(pred[i])]
+
         weights = jax.grad(logit)(a[i]).mean(axis=(0, 1))  # one weight per channel
         want = np.maximum(np.asarray((a[i] * weights).sum(-1)), 0)
         want = want / want.max() if want.max() > 0 else want
@@ -67,4 +70,6 @@ def test_the_hand_box_is_a_square_with_a_margin_moved_inside_the_image():
     pts = np.array([[0.4, 0.4], [0.6, 0.5]])
     np.testing.assert_allclose(hand_box(pts, 0.2), [0.36, 0.31, 0.64, 0.59])  # side 0.2 * 1.4, centred
     np.testing.assert_allclose(hand_box(np.array([[0.9, 0.0], [1.0, 0.2]]), 0.25), [0.7, 0.0, 1.0, 0.3])  # moved inside
-    np.testing.assert_allclose(hand_box(np.array([[0.0, 0.0], [1.0, 0.9]]), 0.2), [0.0, 0.0, 1.0, 1.0])  # at most the image
+    np.testing.assert_allclose(
+        hand_box(np.array([[0.0, 0.0], [1.0, 0.9]]), 0.2), [0.0, 0.0, 1.0, 1.0]
+    )  # at most the image

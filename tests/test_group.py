@@ -7,17 +7,18 @@ import dataclasses
 
 import numpy as np
 import pytest
+from test_train import blobs
 
 from study.core.config import TrainConfig
 from study.core.errors import TrainingDiverged
 from study.network.model import head_arrays
-from study.training.heads import new_head, train_head
 from study.training.fit import Schedule
 from study.training.group import fit_group
+from study.training.heads import new_head, train_head
 
-from test_train import blobs
 
-quiet = lambda s: None
+def quiet(s):
+    return None
 
 
 def _group(cfg, seeds, table, y, rows, vx, vy, ckpt, identity="g"):
@@ -63,11 +64,14 @@ def test_an_interrupted_group_ends_where_an_uninterrupted_one_does(tmp_path):
     cfg = TrainConfig(epochs=6, batch_size=64, patience=100)
     rows = [np.arange(300)] * 2
     full = _group(cfg, [3, 7], x[None], y, rows, vx, vy, tmp_path / "a.npz")
-    _group(dataclasses.replace(cfg, epochs=3), [3, 7], x[None], y, rows, vx, vy, tmp_path / "b.npz")  # killed after epoch 3
+    _group(
+        dataclasses.replace(cfg, epochs=3), [3, 7], x[None], y, rows, vx, vy, tmp_path / "b.npz"
+    )  # killed after epoch 3
     resumed = _group(cfg, [3, 7], x[None], y, rows, vx, vy, tmp_path / "b.npz")
     for (fa, ha), (fb, hb) in zip(full, resumed):
-        assert [{k: v for k, v in e.items() if k != "seconds"} for e in ha] == \
-               [{k: v for k, v in e.items() if k != "seconds"} for e in hb]
+        assert [{k: v for k, v in e.items() if k != "seconds"} for e in ha] == [
+            {k: v for k, v in e.items() if k != "seconds"} for e in hb
+        ]
         _same(fa, fb, atol=0)
 
 
@@ -76,7 +80,9 @@ def test_a_checkpoint_of_another_group_is_not_resumed_from(tmp_path):
     cfg = TrainConfig(epochs=2, batch_size=50, patience=100)
     ckpt = tmp_path / "c.npz"
     _group(cfg, [0, 1], x[None], y, [np.arange(200)] * 2, x[:40], y[:40], ckpt, identity="one configuration")
-    fresh = _group(cfg, [0, 1], x[None], y, [np.arange(200)] * 2, x[:40], y[:40], tmp_path / "d.npz", identity="another")
+    fresh = _group(
+        cfg, [0, 1], x[None], y, [np.arange(200)] * 2, x[:40], y[:40], tmp_path / "d.npz", identity="another"
+    )
     other = _group(cfg, [0, 1], x[None], y, [np.arange(200)] * 2, x[:40], y[:40], ckpt, identity="another")
     for (a, ha), (b, hb) in zip(fresh, other):
         assert len(ha) == len(hb) == 2  # trained from the start, not found done after epoch 2
@@ -87,4 +93,6 @@ def test_nan_loss_stops_the_group_naming_the_member_and_epoch(tmp_path):
     x, y = blobs(100)
     x[5, 3] = np.nan
     with pytest.raises(TrainingDiverged, match="seed 0: training loss is nan at epoch 1"):
-        _group(TrainConfig(epochs=3, batch_size=100), [0], x[None], y, [np.arange(100)], x[:20], y[:20], tmp_path / "n.npz")
+        _group(
+            TrainConfig(epochs=3, batch_size=100), [0], x[None], y, [np.arange(100)], x[:20], y[:20], tmp_path / "n.npz"
+        )

@@ -1,4 +1,4 @@
-"""The hand as a view of every image (DESIGN.md section 8): hand crops and the landmark classifier."""
+"""The hand as a view of every image (docs/method.md, the hands): hand crops and the landmark classifier."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import tiny_results, write_features
 
+from conftest import tiny_results, write_features
 from study.core import store
 from study.core.config import SMOKE
 from study.core.hand import augment_landmarks, crop_boxes, landmark_vectors, pixel_box
@@ -36,11 +36,15 @@ def test_landmark_vectors_forget_where_the_hand_is_its_size_and_which_hand_signs
     moved = pts.copy()
     moved[..., :2] += (0.1, -0.05)
     np.testing.assert_allclose(landmark_vectors(moved, right, size), v, atol=1e-5)
-    np.testing.assert_allclose(landmark_vectors(pts, right, size * 3), v, atol=1e-5)  # the same hand, three times larger
+    np.testing.assert_allclose(
+        landmark_vectors(pts, right, size * 3), v, atol=1e-5
+    )  # the same hand, three times larger
     mirrored = pts.copy()
     mirrored[..., 0] = 1 - mirrored[..., 0]
     np.testing.assert_allclose(landmark_vectors(mirrored, 1 - right, size), v, atol=1e-5)  # a left hand: mirrored back
-    assert not np.allclose(landmark_vectors(mirrored, right, size), v)  # the same mirror image, not turned back, differs
+    assert not np.allclose(
+        landmark_vectors(mirrored, right, size), v
+    )  # the same mirror image, not turned back, differs
     # an image that is not square: x and y are measured in pixels, not in fractions of each side
     wide = pts.copy()
     wide[..., 0] = (wide[..., 0] * 200 + 100) / 400
@@ -57,15 +61,23 @@ def test_an_augmented_hand_is_turned_stretched_and_sheared_about_its_wrist():
     same = augment_landmarks(pts, size, np.random.default_rng(1), 0.0, (1.0, 1.0), 0.0)
     np.testing.assert_allclose(same[:5], pts[:5], atol=1e-6)
     turned = augment_landmarks(pts, size, np.random.default_rng(1), 15.0, (1.0, 1.0), 0.0)
-    px = lambda p: p[..., :2] * size[:len(p), None]
-    dist = lambda p: np.linalg.norm(px(p)[:, :, None] - px(p)[:, None], axis=-1)
+
+    def px(p):
+        return p[..., :2] * size[: len(p), None]
+
+    def dist(p):
+        return np.linalg.norm(px(p)[:, :, None] - px(p)[:, None], axis=-1)
+
     np.testing.assert_allclose(dist(turned[:5]), dist(pts[:5]), atol=1e-3)  # a turn keeps every distance (in pixels)
     np.testing.assert_allclose(turned[:5, 0], pts[:5, 0], atol=1e-6)  # about the wrist
     np.testing.assert_array_equal(turned[..., 2], pts[..., 2])
     assert not np.allclose(turned[:5], pts[:5]) and np.isnan(turned[5]).all()
     again = augment_landmarks(pts, size, np.random.default_rng(1), 15.0, (0.9, 1.1), 0.1)
     np.testing.assert_array_equal(again, augment_landmarks(pts, size, np.random.default_rng(1), 15.0, (0.9, 1.1), 0.1))
-    angle = lambda p: np.arctan2(*(px(p[:5])[:, 9] - px(p[:5])[:, 0]).T[::-1])
+
+    def angle(p):
+        return np.arctan2(*(px(p[:5])[:, 9] - px(p[:5])[:, 0]).T[::-1])
+
     assert np.abs(np.rad2deg(angle(turned) - angle(pts))).max() <= 15.0 + 1e-3
 
 
@@ -91,7 +103,9 @@ def test_the_model_sees_the_crop_resized_to_R():
     got = model_pixels(img, 16, 16, box=box)
     want = np.asarray(Image.fromarray(img[32:64, 16:48]).resize((16, 16), Image.Resampling.BOX))
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(model_pixels(img, 16, 16, box=np.array([0, 0, 1, 1], np.float32)), model_pixels(img, 16, 16))
+    np.testing.assert_array_equal(
+        model_pixels(img, 16, 16, box=np.array([0, 0, 1, 1], np.float32)), model_pixels(img, 16, 16)
+    )
 
 
 def test_an_image_without_a_hand_is_nothing_where_the_model_has_it_and_wrong_otherwise():
@@ -113,16 +127,20 @@ SPLITS = {"train": ["A", "B", "nothing"], "validation": ["A", "B", "nothing"], "
 def _landmark_unit(ctx, d: str, split: str, x: np.ndarray, y: np.ndarray, found: np.ndarray) -> None:
     """A hands unit and the landmark vectors made from it, as the hands and features stages write them."""
     fp = ctx.dataset_fingerprint(d)
-    h = store.hands_dir(ctx.cache_dir, fp, split)
+    h = store.hand_files(ctx.cache_dir, fp, split).root
     h.mkdir(parents=True, exist_ok=True)
     np.savez(h / "hands.npz", **{f: np.zeros((len(y), 1), np.float32) for f in store.HANDS_FIELDS})
     mark_done(h / "unit.json", store.hands_spec(fp, split, ctx.preset.hands.tries), [h / "hands.npz"])
     unit = Unit(d, split, LANDMARKS_R, LANDMARKS_R, hand="landmarks")
     write_features(ctx, unit, x, y)
-    out = store.unit_dir(ctx, unit)
+    out = store.features_dir(ctx, unit)
     np.save(out / "found.npy", found)
-    mark_done(out / "unit.json", store.unit_spec(ctx, unit), [out / f for f in ("feats.npy", "labels.npy", "found.npy")],
-              images=len(y))
+    mark_done(
+        out / "unit.json",
+        store.features_spec(ctx, unit),
+        [out / f for f in ("feats.npy", "labels.npy", "found.npy")],
+        images=len(y),
+    )
 
 
 @pytest.mark.slow
@@ -131,12 +149,17 @@ def test_the_landmark_classifier_learns_from_found_hands_only_and_is_scored_on_e
     it), scored on every test image: those without a hand are predicted `nothing`."""
     from study.stages import evaluate, train
 
-    preset = dataclasses.replace(SMOKE, few_shot=(), ablation=(), multi_source=False,
-                                 augment=dataclasses.replace(SMOKE.augment, views=0),
-                                 block5=dataclasses.replace(SMOKE.block5, resolutions=()),
-                                 adapt=dataclasses.replace(SMOKE.adapt, methods=()),
-                                 hands=dataclasses.replace(SMOKE.hands, crops=False, landmark_views=0),
-                                 train=dataclasses.replace(SMOKE.train, epochs=40))
+    preset = dataclasses.replace(
+        SMOKE,
+        few_shot=(),
+        ablation=(),
+        multi_source=False,
+        augment=dataclasses.replace(SMOKE.augment, views=0),
+        block5=dataclasses.replace(SMOKE.block5, resolutions=()),
+        adapt=dataclasses.replace(SMOKE.adapt, methods=()),
+        hands=dataclasses.replace(SMOKE.hands, crops=False, landmark_views=0),
+        train=dataclasses.replace(SMOKE.train, epochs=40),
+    )
     heads, records = [], []
     for scramble in (False, True):
         ctx = tiny_results(tmp_path / str(scramble), preset, {"asl_alphabet": SPLITS})

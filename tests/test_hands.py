@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import REPO
+from study.core import store
 from study.core.errors import WeightsError
 from study.datasets import pipeline
 from study.hands import detector, landmarks
@@ -112,7 +113,9 @@ def test_a_model_file_that_is_missing_or_different_is_refused(tmp_path):
     data = bytearray(palm.read_bytes())
     data[-1] ^= 0xFF
     palm.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match=f"expected {detector.MODEL_FILES['palm'][1]}.*pip download mediapipe==0.10.14"):
+    with pytest.raises(
+        WeightsError, match=f"expected {detector.MODEL_FILES['palm'][1]}.*pip download mediapipe==0.10.14"
+    ):
         detector.model_files(tmp_path)
     palm.unlink()
     with pytest.raises(WeightsError, match="missing.*pip download"):
@@ -123,8 +126,14 @@ def _unit(tmp: Path, files: list[str]) -> landmarks.Unit:
     from study.datasets.archive import Archive
 
     archive = Archive(tmp / "archive")
-    spec = landmarks.unit_spec("fp", "train", [PLAIN])
-    return landmarks.Unit("photos/train", tmp / "cache" / "train", spec, tuple(files), (str(archive.path), archive.prefix))
+    spec = store.hands_spec("fp", "train", [PLAIN])
+    return landmarks.Unit(
+        "photos/train",
+        store.HandFiles(tmp / "cache" / "train"),
+        spec,
+        tuple(files),
+        (str(archive.path), archive.prefix),
+    )
 
 
 @pytest.mark.slow
@@ -151,16 +160,16 @@ def test_an_interrupted_unit_resumes_from_its_last_chunk(tmp_path, shared_data):
     rest = unit.jobs(2, [PLAIN])
     rec = landmarks.compute(unit, rest, pipeline.batches(rest), echo=said.append)
     assert unit.done() and rec["images"] == 5 and "resuming, 2 of 3 chunks left" in said[0]
-    resumed = landmarks.load(unit.directory)
+    resumed = store.hands_arrays(unit.where)
     again = _unit(tmp_path / "fresh", files)
     (tmp_path / "fresh").mkdir()
     shutil.copytree(tmp_path / "archive", tmp_path / "fresh" / "archive")
     whole = again.jobs(2, [PLAIN])
     landmarks.compute(again, whole, pipeline.batches(whole, workers=2), echo=lambda s: None)
-    for f in landmarks.FIELDS:
-        np.testing.assert_array_equal(resumed[f], landmarks.load(again.directory)[f])
+    for f in store.HANDS_FIELDS:
+        np.testing.assert_array_equal(resumed[f], store.hands_arrays(again.where)[f])
     assert (resumed["tried"] == 0).sum() >= 4  # the hands in these photos are found
-    assert not any(unit.directory.glob("parts-*"))
+    assert not any(unit.where.root.glob("parts-*"))
 
 
 def test_the_summary_counts_by_split_and_class_and_lists_every_miss():
@@ -168,12 +177,17 @@ def test_the_summary_counts_by_split_and_class_and_lists_every_miss():
         n = len(tried)
         return {"tried": np.asarray(tried, np.int8), "landmarks": np.zeros((n, 21, 3), np.float32)}
 
-    per_split = {"train": (arrays([0, -1, 1, 0]), np.array([0, 0, 1, 2]), ("a0", "a1", "b0", "c0")),
-                 "test": (arrays([-1]), np.array([2]), ("c1",))}
+    per_split = {
+        "train": (arrays([0, -1, 1, 0]), np.array([0, 0, 1, 2]), ("a0", "a1", "b0", "c0")),
+        "test": (arrays([-1]), np.array([2]), ("c1",)),
+    }
     s = landmarks.summarize(per_split, [PLAIN, BORDER], ["A", "B", "C"])
     assert s["images"] == 5 and s["found"] == 3 and s["rate"] == 0.6
-    assert s["splits"]["train"]["per_class"] == {"A": {"images": 2, "found": 1}, "B": {"images": 1, "found": 1},
-                                                 "C": {"images": 1, "found": 1}}
+    assert s["splits"]["train"]["per_class"] == {
+        "A": {"images": 2, "found": 1},
+        "B": {"images": 1, "found": 1},
+        "C": {"images": 1, "found": 1},
+    }
     assert s["splits"]["train"]["by_try"] == {"plain": 2, "border": 1}
     assert s["misses"] == {"train": ["a1"], "test": ["c1"]}
     assert "3 of 5 images (60.0%)" in landmarks.format_summary("x", s)
@@ -203,13 +217,13 @@ def test_the_smoke_run_measures_heat_on_the_hand(smoke):
     """evaluate writes Grad-CAM's share of heat in the hand's box for every model and test set
     of the sample, over the images where a hand was found, and the paper shows it."""
     from smoke import context, layout
-
     from study.core import store
 
     ctx = context(smoke)
     rows = store.read_hand_share(layout(smoke)["out"] / "gradcam" / "hand_share.csv")
     assert {(r["model"], r["R"], r["eval_dataset"]) for r in rows} == {
-        (n, R, d) for n, R, _ in ctx.plan.gradcam_models() for d in ctx.plan.dataset_names}
+        (n, R, d) for n, R, _ in ctx.plan.gradcam_models() for d in ctx.plan.dataset_names
+    }
     for r in rows:
         assert 0 <= r["with_hand"] <= r["images"]
         assert (r["share"] is None) == (r["with_hand"] == 0)

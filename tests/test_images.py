@@ -94,8 +94,12 @@ def test_exif_orientation_is_applied_before_cropping():
 def test_other_modes_and_sizes_decode_to_rgb():
     rng = np.random.default_rng(4)
     arr = (rng.random((20, 30, 3)) * 255).astype(np.uint8)
-    for data in (encode(arr, "PNG", "RGBA"), encode(arr, "JPEG", "CMYK"), encode(arr, "GIF", "P"),
-                 encode(arr[:1, :1], "JPEG")):
+    for data in (
+        encode(arr, "PNG", "RGBA"),
+        encode(arr, "JPEG", "CMYK"),
+        encode(arr, "GIF", "P"),
+        encode(arr[:1, :1], "JPEG"),
+    ):
         im = images.decode(data)
         assert im.mode == "RGB"
         assert images.square_resize(im, 16).size == (16, 16)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from study.network import model
 from study.core.config import PRESETS
 from study.core.labels import CANONICAL
+from study.network import model
 
 RESOLUTIONS = sorted({r for p in PRESETS.values() for r in p.train_resolutions + p.eval_resolutions if r >= 32})
 
@@ -19,7 +19,9 @@ def test_full_vgg_output_shape_at_every_preset_resolution(r):
     graphdef, state = nnx.split(backbone)
     out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, jax.ShapeDtypeStruct((2, r, r, 3), jnp.float32))
     assert out.shape == (2, 512)
-    fmap = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s).feature_map(x), state, jax.ShapeDtypeStruct((2, r, r, 3), jnp.float32))
+    fmap = jax.eval_shape(
+        lambda s, x: nnx.merge(graphdef, s).feature_map(x), state, jax.ShapeDtypeStruct((2, r, r, 3), jnp.float32)
+    )
     assert fmap.shape == (2, r // 32, r // 32, 512)
 
 

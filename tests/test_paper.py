@@ -71,7 +71,11 @@ def test_the_pdf_is_the_paper_with_every_figure_and_the_same_bytes_again(smoke, 
     facts = pdf_facts(paper)
     figures = re.findall(r"^!\[[^\]]*\]\(([^)]+)\)$", (paper / "paper.md").read_text(), re.M)
     assert figures and sorted(facts["images"]) == sorted(figures)
-    assert facts["appendix_page"] is not None and facts["appendix_page"] - 1 <= 12 and facts["pages"] >= facts["appendix_page"]
+    assert (
+        facts["appendix_page"] is not None
+        and facts["appendix_page"] - 1 <= 12
+        and facts["pages"] >= facts["appendix_page"]
+    )
     assert write_pdf(paper).read_bytes() == pdf  # no date, nothing else that changes
 
 
@@ -89,8 +93,10 @@ def test_no_character_of_the_text_is_read_as_typst():
 
 
 def test_tables_lists_and_code_become_typst(tmp_path):
-    md = ("# T\n\n*gen*\n\n## S\n\nA **b** paragraph\nover two lines.\n\n- one\n  more\n- two\n\n"
-          "| a | b |\n|---|---:|\n| 1 | 2 |\n\n    pip install -e .\n\n## Appendix A. X\n\ntext\n")
+    md = (
+        "# T\n\n*gen*\n\n## S\n\nA **b** paragraph\nover two lines.\n\n- one\n  more\n- two\n\n"
+        "| a | b |\n|---|---:|\n| 1 | 2 |\n\n    pip install -e .\n\n## Appendix A. X\n\ntext\n"
+    )
     typ = to_typst(md, tmp_path)
     assert '= #"T"' in typ and '== #"S"' in typ and '#"A "#strong[#"b"]#" paragraph over two lines."' in typ
     assert '- #"one more"\n- #"two"' in typ and "columns: 2, align: (left, right,)" in typ

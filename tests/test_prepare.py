@@ -9,15 +9,27 @@ from pathlib import Path
 import pytest
 
 from study import run
-from study.network import weights
 from study.datasets import fake
+from study.network import weights
 
 
 def prepare(tmp: Path, *extra: str, preset: str = "smoke") -> int:
-    return run.main([
-        "prepare", "--preset", preset, "--data-dir", str(tmp / "data"), "--out", str(tmp / "out"),
-        "--tfds-dir", str(tmp / "tfds"), "--weights-dir", str(tmp / "weights"), *extra,
-    ])
+    return run.main(
+        [
+            "prepare",
+            "--preset",
+            preset,
+            "--data-dir",
+            str(tmp / "data"),
+            "--out",
+            str(tmp / "out"),
+            "--tfds-dir",
+            str(tmp / "tfds"),
+            "--weights-dir",
+            str(tmp / "weights"),
+            *extra,
+        ]
+    )
 
 
 def prepared_files(tmp: Path) -> dict[str, float]:
@@ -81,7 +93,9 @@ def test_second_run_does_no_work(smoke, capsys):
 
 def test_changed_archive_is_refused_then_rebuilt_with_force(tmp_path, capsys):
     assert prepare(tmp_path) == 0
-    files_before = json.loads((tmp_path / "out/datasets.json").read_text())["datasets"]["asl_photos"]["archive"]["files"]
+    files_before = json.loads((tmp_path / "out/datasets.json").read_text())["datasets"]["asl_photos"]["archive"][
+        "files"
+    ]
     extra = tmp_path / "data/asl-photos/train/A/A9999.jpg"
     shutil.copy(tmp_path / "data/asl-photos/train/A/A0.jpg", extra)
     capsys.readouterr()

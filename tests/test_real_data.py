@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from study.core.config import CPU
 from study.core import labels
+from study.core.config import CPU
 from study.stages.prepare import prepare
 
 GUARD = CPU.split.guard_frames
@@ -20,12 +20,19 @@ GUARD = CPU.split.guard_frames
 
 pytestmark = pytest.mark.slow  # minutes: the command line in a clone, or prepare on the real images
 
+
 @pytest.fixture(scope="module")
 def real(shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("real")
-    preset = dataclasses.replace(CPU, name="real-test", storage_size=32, train_resolutions=(32,), eval_resolutions=(32,),
-                                 augment=dataclasses.replace(CPU.augment, resolutions=()),
-                                 block5=dataclasses.replace(CPU.block5, resolutions=()))
+    preset = dataclasses.replace(
+        CPU,
+        name="real-test",
+        storage_size=32,
+        train_resolutions=(32,),
+        eval_resolutions=(32,),
+        augment=dataclasses.replace(CPU.augment, resolutions=()),
+        block5=dataclasses.replace(CPU.block5, resolutions=()),
+    )
     prepare(preset, shared_data, tmp / "out", tmp / "tfds", echo=lambda s: None)
     return json.loads((tmp / "out" / "datasets.json").read_text())
 

@@ -21,8 +21,16 @@ from study import run
 @pytest.mark.slow
 def test_report_writes_every_table_and_figure_from_the_results(smoke):
     paper = layout(smoke)["paper"]
-    for name in ("training_curves", "accuracy_vs_resolution", "cross_domain_heatmap", "per_letter_f1", "cross_domain_confusions",
-                 "few_shot", "effects", "gradcam"):
+    for name in (
+        "training_curves",
+        "accuracy_vs_resolution",
+        "cross_domain_heatmap",
+        "per_letter_f1",
+        "cross_domain_confusions",
+        "few_shot",
+        "effects",
+        "gradcam",
+    ):
         for ext in ("png", "pdf"):
             assert (paper / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
     assert (paper / "tables" / "comparison.tex").read_text().count(r"\\") >= 4
@@ -31,23 +39,36 @@ def test_report_writes_every_table_and_figure_from_the_results(smoke):
     text = (paper / "paper.md").read_text()
     assert "{" not in text  # every placeholder filled
     assert "figures/few_shot.png" in text and "**Table 2.**" in text  # the remedies
-    for question in ("Does the transfer fail, and why?", "What recovers it?", "What does downsizing the pixels do?",
-                     "## Appendix A. The full table", "## Appendix B. Every effect, by question"):
+    for question in (
+        "Does the transfer fail, and why?",
+        "What recovers it?",
+        "What does downsizing the pixels do?",
+        "## Appendix A. The full table",
+        "## Appendix B. Every effect, by question",
+    ):
         assert question in text, question
     numbers = json.loads((layout(smoke)["out"] / "paper_numbers.json").read_text())
     effects = numbers["effects"]
     ranked = [e for e in effects if e["verdict"] != "no clear difference"]
-    assert ranked == effects[: len(ranked)] and [abs(e["difference"]) for e in ranked] == sorted((abs(e["difference"]) for e in ranked), reverse=True)
+    assert ranked == effects[: len(ranked)] and [abs(e["difference"]) for e in ranked] == sorted(
+        (abs(e["difference"]) for e in ranked), reverse=True
+    )
     for e in effects:  # the verdict is the simultaneous interval's, which holds the difference's own
         assert e["ci_family"][0] <= e["ci"][0] <= e["difference"] <= e["ci"][1] <= e["ci_family"][1]
-        assert e["verdict"] == ("higher" if e["ci_family"][0] > 0 else "lower" if e["ci_family"][1] < 0 else "no clear difference")
+        assert e["verdict"] == (
+            "higher" if e["ci_family"][0] > 0 else "lower" if e["ci_family"][1] < 0 else "no clear difference"
+        )
     family = numbers["multiplicity"]
-    assert family["family"] == len(effects) and family["verdicts_changed"] == sum(e["verdict"] != e["verdict_alone"] for e in effects)
+    assert family["family"] == len(effects) and family["verdicts_changed"] == sum(
+        e["verdict"] != e["verdict_alone"] for e in effects
+    )
     # Every decimal number in the paper is one that a result file holds.
     results = "".join(p.read_text() for p in layout(smoke)["out"].glob("*.*") if p.suffix in (".json", ".csv"))
     numbers = set(re.findall(r"(?<![\w.])\d+\.\d+", text))
     assert numbers
-    missing = [n for n in numbers if n not in results and f"{float(n):.4f}" not in results and not _rounded_in(n, results)]
+    missing = [
+        n for n in numbers if n not in results and f"{float(n):.4f}" not in results and not _rounded_in(n, results)
+    ]
     assert missing == []
 
 
@@ -73,12 +94,15 @@ def test_report_on_partial_results_names_what_is_missing_and_writes_nothing(smok
 
 @pytest.mark.slow
 def test_domain_separability_is_balanced_leak_free_and_in_the_report(smoke):
+    from study.core.splits import balanced
     from study.core.store import read_separability
-    from study.diagnostics.separability import balanced
 
     rows = read_separability(layout(smoke)["out"] / "separability.csv")
     assert {(r["dataset_a"], r["dataset_b"]) for r in rows} == {
-        ("asl_alphabet", "synthetic_asl_alphabet"), ("asl_alphabet", "asl_photos"), ("synthetic_asl_alphabet", "asl_photos")}
+        ("asl_alphabet", "synthetic_asl_alphabet"),
+        ("asl_alphabet", "asl_photos"),
+        ("synthetic_asl_alphabet", "asl_photos"),
+    }
     assert {(r["R"], r["r"]) for r in rows} == {(32, 32), (32, 16)}
     for r in rows:
         assert r["n_test"] % 2 == 0 and r["n_train"] % 2 == 0  # as many images from each side
@@ -91,8 +115,10 @@ def test_domain_separability_is_balanced_leak_free_and_in_the_report(smoke):
 
 
 def test_report_imports_no_jax():
-    code = ("import sys, study.stages.report; assert 'jax' not in sys.modules, 'report imported jax'; "
-            "assert 'tensorflow_datasets' not in sys.modules, 'report imported TFDS'")
+    code = (
+        "import sys, study.stages.report; assert 'jax' not in sys.modules, 'report imported jax'; "
+        "assert 'tensorflow_datasets' not in sys.modules, 'report imported TFDS'"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 

@@ -35,7 +35,9 @@ def _sees_the_context(ctx):
 
 
 def test_a_context_returned_by_a_stage_call_reaches_the_next(tmp_path, monkeypatch):
-    monkeypatch.setitem(run.COMMANDS, "try", run.Command("", (f"{__name__}:_returns_a_new_context", f"{__name__}:_sees_the_context")))
+    monkeypatch.setitem(
+        run.COMMANDS, "try", run.Command("", (f"{__name__}:_returns_a_new_context", f"{__name__}:_sees_the_context"))
+    )
     ctx = run.context(run.parser().parse_args(["report", "--out", str(tmp_path)]))
     after = run.run(ctx, "try")
     assert SEEN[-1] == "photos" == after.scoring and ctx.scoring is None  # the first context is not changed
@@ -97,7 +99,10 @@ def test_ctrl_c_is_one_line_and_says_how_to_resume(tmp_path, monkeypatch, capsys
 
 def test_bench_in_the_record_folder_writes_a_file_git_ignores_unless_record():
     """Timing one's machine must not change the committed bench.json (which the docs quote)."""
-    ctx = lambda *a: run.context(run.parser().parse_args(["bench", *a]))
+
+    def ctx(*a):
+        return run.context(run.parser().parse_args(["bench", *a]))
+
     assert ctx().bench_path == Path("results/cpu/bench.local.json")
     assert ctx("--record").bench_path == Path("results/cpu/bench.json")
     assert ctx("--out", "elsewhere").bench_path == Path("elsewhere/bench.json")

@@ -24,7 +24,6 @@ def _awkward_photos(photos: Path, outside: Path) -> dict[str, str]:
     import io
 
     from PIL import Image
-
     from test_images import huge_png_header
 
     def save(rel: str, im: Image.Image, fmt: str, **kw) -> None:
@@ -50,10 +49,19 @@ def _awkward_photos(photos: Path, outside: Path) -> dict[str, str]:
     (photos / "N" / "link.jpg").symlink_to(outside)
     (photos / "holiday").mkdir()
     (photos / "holiday" / "beach.jpg").write_bytes((photos / "A" / "A0.jpg").read_bytes())
-    return {"B/rgba.png": "ok", "C/cmyk.jpg": "ok", "E/palette.gif": "ok", "F/tiny.jpg": "ok", "G/camera.jpg": "ok",
-            "H/phone.jpg": "ok", "K/huge.png": "image too large to decode safely", "L/empty.jpg": "empty file",
-            "M/notes.txt": "not an image file", "N/link.jpg": "link to a file outside the folder (not read)",
-            "holiday/": "unknown class folder"}
+    return {
+        "B/rgba.png": "ok",
+        "C/cmyk.jpg": "ok",
+        "E/palette.gif": "ok",
+        "F/tiny.jpg": "ok",
+        "G/camera.jpg": "ok",
+        "H/phone.jpg": "ok",
+        "K/huge.png": "image too large to decode safely",
+        "L/empty.jpg": "empty file",
+        "M/notes.txt": "not an image file",
+        "N/link.jpg": "link to a file outside the folder (not read)",
+        "holiday/": "unknown class folder",
+    }
 
 
 def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
@@ -70,11 +78,17 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     # every model but the few-shot ones and the ablation, which belong to the study's datasets
     singles = {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
     assert {r["train_dataset"] for r in rows} == singles | {
-        "asl_alphabet+synthetic_asl_alphabet+asl_photos", "asl_alphabet+synthetic_asl_alphabet", "asl_alphabet+asl_photos",
-        "synthetic_asl_alphabet+asl_photos"} | {f"{d}/{x}" for d in singles for x in ("aug2", "ft5", "hand")} | {
-        n for n, R in context(smoke).plan.models if n.endswith("/landmarks")}  # where the smoke images held a hand
+        "asl_alphabet+synthetic_asl_alphabet+asl_photos",
+        "asl_alphabet+synthetic_asl_alphabet",
+        "asl_alphabet+asl_photos",
+        "synthetic_asl_alphabet+asl_photos",
+    } | {f"{d}/{x}" for d in singles for x in ("aug2", "ft5", "hand")} | {
+        n for n, R in context(smoke).plan.models if n.endswith("/landmarks")
+    }  # where the smoke images held a hand
     assert {r["eval_dataset"] for r in rows} == {"my_photos"}
-    assert {r["eval_res"] for r in rows} == {"32", "16"} | {"0" for r in rows if r["train_dataset"].endswith("/landmarks")}
+    assert {r["eval_res"] for r in rows} == {"32", "16"} | {
+        "0" for r in rows if r["train_dataset"].endswith("/landmarks")
+    }
     ds = json.loads((out / "dataset.json").read_text())
     ok = sum(v == "ok" for v in expected.values())
     # + the planted frameless image (scoring needs no frames) and the decodable awkward ones
@@ -87,7 +101,12 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     assert "asl_photos@32" in printed and "accuracy" in printed
     # Lexset has no del/space: those photos are not scored against its model.
     lex = [r for r in rows if r["train_dataset"] == "synthetic_asl_alphabet"][0]
-    assert int(lex["n"]) == ds["splits"]["test"]["images"] - ds["splits"]["test"]["per_class"]["del"] - ds["splits"]["test"]["per_class"]["space"]
+    assert (
+        int(lex["n"])
+        == ds["splits"]["test"]["images"]
+        - ds["splits"]["test"]["per_class"]["del"]
+        - ds["splits"]["test"]["per_class"]["space"]
+    )
     # one row per photo: its letter, and each model's (every seed, r = R) predicted letter and probability
     preds = list(csv.DictReader(open(out / "predictions.csv")))
     assert len(preds) == ds["splits"]["test"]["images"] and len({p["file"] for p in preds}) == len(preds)
@@ -120,7 +139,9 @@ def test_photos_that_are_the_studys_own_images_are_named_with_the_models_that_sa
         rows = [r for r in listed if r["dataset"] == name]
         assert len(rows) == d["accounting"]["in_splits"] + d["accounting"]["left_out_by_guard_band"]
         assert len({r["file"] for r in rows}) == len(rows)
-        assert {r["split"] for r in rows} == set(d["splits"]) | ({"left_out"} if d["left_out_by_guard_band"]["images"] else set())
+        assert {r["split"] for r in rows} == set(d["splits"]) | (
+            {"left_out"} if d["left_out_by_guard_band"]["images"] else set()
+        )
     photos = [r for r in listed if r["dataset"] == "asl_photos"]
     chosen = [r for r in photos if r["split"] == "train"][:3] + [r for r in photos if r["split"] == "test"][:1]
     folder = tmp_path / "mine"
@@ -133,8 +154,10 @@ def test_photos_that_are_the_studys_own_images_are_named_with_the_models_that_sa
     capsys.readouterr()
     assert run.main(args(smoke, "score", "--folder", str(folder))) == 0
     printed = capsys.readouterr().out
-    assert "warning: 4 of the 4 photos are images of the study's own datasets (1 test images of asl_photos, " \
-           "3 train images of asl_photos)" in printed
+    assert (
+        "warning: 4 of the 4 photos are images of the study's own datasets (1 test images of asl_photos, "
+        "3 train images of asl_photos)" in printed
+    )
     assert "asl_photos@32" in printed.split("warning:")[-1] and "asl_alphabet@32," not in printed.split("warning:")[-1]
     preds = {r["file"]: r["study image"] for r in csv.DictReader(open(p["out"] / "score" / "mine" / "predictions.csv"))}
     assert sorted(preds.values()) == ["asl_photos test"] + ["asl_photos train"] * 3
@@ -189,7 +212,10 @@ def test_name_must_be_a_plain_name(smoke, tmp_path, capsys):
 
 def test_a_folder_without_a_usable_image_is_refused_in_one_line_and_leaves_nothing(smoke, tmp_path, capsys):
     tfds_dir = layout(smoke)["tfds"]
-    datasets = lambda: sorted(p.relative_to(tfds_dir) for p in tfds_dir.rglob("*") if ".locks" not in p.parts)
+
+    def datasets():
+        return sorted(p.relative_to(tfds_dir) for p in tfds_dir.rglob("*") if ".locks" not in p.parts)
+
     before = datasets()
     (tmp_path / "empty").mkdir()
     assert run.main(args(smoke, "score", "--folder", str(tmp_path / "empty"))) == 2
@@ -216,7 +242,9 @@ def test_links_that_loop_and_names_that_are_not_utf8_are_skipped_with_a_reason(s
     with open(os.path.join(os.fsencode(photos / "C"), b"caf\xe9.jpg"), "wb") as f:
         f.write((photos / "A" / "A0.jpg").read_bytes())
     assert run.main(args(smoke, "score", "--folder", str(photos))) == 0
-    skipped = {r["file"]: r["reason"] for r in csv.DictReader(open(layout(smoke)["out"] / "score" / "odd" / "skipped.csv"))}
+    skipped = {
+        r["file"]: r["reason"] for r in csv.DictReader(open(layout(smoke)["out"] / "score" / "odd" / "skipped.csv"))
+    }
     assert skipped["B/loop.jpg"].startswith("broken link, or a link that loops")
     assert skipped["C/caf\\xe9.jpg"].startswith("file name is not valid UTF-8")
 

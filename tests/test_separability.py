@@ -10,8 +10,8 @@ from conftest import tiny_results, write_features
 from study.core import store
 from study.core.config import CPU
 from study.core.plan import Unit
-from study.diagnostics import separability
-from study.diagnostics.separability import balanced
+from study.core.splits import balanced
+from study.stages import separability
 
 LABELS = ["A", "B", "C"]
 SPLITS = {"train": LABELS, "validation": LABELS, "test": LABELS}
@@ -73,13 +73,13 @@ def test_the_smoke_run_checks_the_trivial_cues(smoke):
     hand crops, for every separability pair; the border's features are units of their own at
     the lowest R."""
     from smoke import context, layout
-
     from study.core import store
 
     ctx = context(smoke)
     rows = store.read_cues(layout(smoke)["out"] / "cues.csv")
     assert {(r["dataset_a"], r["dataset_b"], r["check"]) for r in rows} == {
-        (a, b, c) for a, b, _ in ctx.plan.separability_pairs for c in ("frame", "no 2-pixel border", "hand crop")}
+        (a, b, c) for a, b, _ in ctx.plan.separability_pairs for c in ("frame", "no 2-pixel border", "hand crop")
+    }
     for r in rows:
         assert 0 <= r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"] <= 1 and r["n_test"] > 0
         assert (r["R"] is None) == (r["check"] == "frame")

@@ -39,8 +39,11 @@ def test_deterministic_and_independent_of_listing_order(frames):
     assert roles == splits.frame_block_split(list(frames))
     order = np.random.default_rng(0).permutation(len(frames))
     shuffled = splits.frame_block_split([frames[i] for i in order])
+
     # Equal frames may swap roles between themselves; the multiset per frame is what counts.
-    by_frame = lambda fr, ro: sorted(zip(fr, (str(r) for r in ro)))
+    def by_frame(fr, ro):
+        return sorted(zip(fr, (str(r) for r in ro)))
+
     assert by_frame(frames, roles) == by_frame([frames[i] for i in order], shuffled)
 
 
@@ -107,8 +110,10 @@ def test_bad_fractions_are_refused():
 
 
 @settings(max_examples=100, deadline=None)
-@given(names=st.lists(st.text(min_size=1, max_size=12), min_size=0, max_size=200, unique=True),
-       fraction=st.floats(0.05, 0.5))
+@given(
+    names=st.lists(st.text(min_size=1, max_size=12), min_size=0, max_size=200, unique=True),
+    fraction=st.floats(0.05, 0.5),
+)
 def test_hash_holdout_is_a_deterministic_order_free_fraction(names, fraction):
     held = splits.hash_holdout(names, fraction)
     assert len(held) == len(names)

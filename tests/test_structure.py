@@ -12,7 +12,8 @@ from conftest import REPO
 
 PACKAGE = REPO / "study"
 # Each folder of study/ and the folders it may import besides itself. `run` is the command
-# line (study/run.py), above everything; `api` (study/api.py) is a trained model in Python.
+# line (study/run.py), above everything; `runtime` (study/runtime.py) is the process set-up
+# that the command line and the tests call; `api` (study/api.py) is a trained model in Python.
 ALLOWED = {
     "core": set(),
     "datasets": {"core"},
@@ -22,7 +23,8 @@ ALLOWED = {
     "extraction": {"core", "datasets", "hands", "network"},
     "diagnostics": {"core", "datasets", "hands", "network", "training", "extraction"},
     "stages": {"core", "datasets", "hands", "network", "training", "extraction", "diagnostics"},
-    "run": {"core", "datasets", "hands", "network", "training", "extraction", "diagnostics", "stages"},
+    "runtime": {"core", "extraction"},
+    "run": {"core", "datasets", "hands", "network", "training", "extraction", "diagnostics", "stages", "runtime"},
     "api": {"core", "datasets", "hands", "network", "extraction"},
 }
 # Libraries that the pure core, and the report (which reads files only), never import.
@@ -48,7 +50,7 @@ def imports(external: bool = False) -> dict[str, set[str]]:
     mods = modules()
     for name, path in mods.items():
         found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -62,8 +64,19 @@ def imports(external: bool = False) -> dict[str, set[str]]:
     return graph
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of a module but those under `if TYPE_CHECKING:`, which name types for a reader
+    and a type checker and import nothing when the program runs."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    return (n for n in ast.walk(tree) if id(n) not in skip)
+
+
 def part(module: str) -> str:
-    """The folder of study/ a module belongs to ("run" for the command line, "" for the package)."""
+    """The folder of study/ a module belongs to ("run" for the command line, "runtime" for its
+    set-up, "" for the package)."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
 
@@ -84,7 +97,9 @@ def test_each_folder_imports_only_the_folders_below_it():
         if m == "study":
             continue
         for d in deps:
-            assert part(d) == part(m) or part(d) in ALLOWED[part(m)], f"{m} imports {d} ({part(m)} may import {sorted(ALLOWED[part(m)])})"
+            assert part(d) == part(m) or part(d) in ALLOWED[part(m)], (
+                f"{m} imports {d} ({part(m)} may import {sorted(ALLOWED[part(m)])})"
+            )
 
 
 def test_stages_never_import_each_other():
@@ -110,8 +125,13 @@ def test_only_the_command_line_turns_errors_into_exit_codes():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ExceptHandler):
                 names = {n.id for n in ast.walk(node.type) if isinstance(n, ast.Name)} if node.type else {"(bare)"}
-                reraises = any(isinstance(n, ast.Raise) and n.exc is None or
-                               isinstance(n, ast.Raise) and isinstance(n.exc, ast.Call) for n in ast.walk(node))
+                reraises = any(
+                    isinstance(n, ast.Raise)
+                    and n.exc is None
+                    or isinstance(n, ast.Raise)
+                    and isinstance(n.exc, ast.Call)
+                    for n in ast.walk(node)
+                )
                 assert not (names & (broad | {"(bare)"})) or reraises, f"{m}:{node.lineno} catches {sorted(names)}"
             if isinstance(node, ast.Attribute) and node.attr == "exit" and getattr(node.value, "id", "") == "sys":
                 raise AssertionError(f"{m}:{node.lineno} calls sys.exit")
@@ -132,3 +152,19 @@ def test_no_import_circle():
     for m in sorted(graph):
         if m not in state:
             visit(m, [])
+
+
+def test_every_stage_lives_in_stages_and_diagnostics_only_compute():
+    """A command's stage calls (study.run.COMMANDS) are `run_*` functions of study/stages, and no
+    module outside study/stages defines a `run_stage`: the diagnostics folder keeps the
+    computations, its stages (separability, cues, gradcam) live beside the others."""
+    from study.run import COMMANDS
+
+    for command in COMMANDS.values():
+        for step in command.steps:
+            module, _, function = step.partition(":")
+            assert module.startswith("study.stages."), f"{step}: a stage outside study/stages"
+    for m, path in modules().items():
+        if stage(m) is None:
+            defined = {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+            assert "run_stage" not in defined, f"{m} defines run_stage outside study/stages"

@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from study.training.heads import loss_acc, train_head
-from study.network.model import head_arrays
 from study.core.config import TrainConfig
 from study.core.errors import TrainingDiverged
+from study.network.model import head_arrays
+from study.training.heads import loss_acc, train_head
 
 
 def blobs(n, d=16, k=4, seed=0):
@@ -52,4 +52,6 @@ def test_nan_loss_stops_with_the_epoch_named(tmp_path):
     x, y = blobs(100)
     x[5, 3] = np.nan
     with pytest.raises(TrainingDiverged, match="epoch 1"):
-        train_head(x, y, x[:20], y[:20], TrainConfig(epochs=3, batch_size=100), seed=0, workdir=tmp_path, log=lambda s: None)
+        train_head(
+            x, y, x[:20], y[:20], TrainConfig(epochs=3, batch_size=100), seed=0, workdir=tmp_path, log=lambda s: None
+        )

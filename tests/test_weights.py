@@ -18,8 +18,8 @@ import pytest
 from flax import nnx
 
 from conftest import REPO
-from study.network import model, weights
 from study.datasets.images import decode, square_resize
+from study.network import model, weights
 
 REFERENCE = REPO / "tests" / "data" / "vgg16_reference.npz"
 TEST_DIR = "asl-alphabet/asl_alphabet_test/asl_alphabet_test"

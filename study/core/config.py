@@ -13,7 +13,6 @@ from typing import Any
 
 from study.core.errors import ConfigError
 
-
 # Five 2x2 poolings: VGG16 needs at least 32x32 inputs (study.network.model uses it too).
 MIN_MODEL_RESOLUTION = 32
 
@@ -120,9 +119,10 @@ class Block5Config:
 
 @dataclasses.dataclass(frozen=True)
 class AdaptConfig:
-    """Adaptation without target labels (study.training.adapt; DESIGN.md section 8): for every
-    ordered pair of datasets, a head trained on the source's labelled features and the
-    target's unlabelled training features, never a target label. Scored on the target.
+    """Adaptation without target labels (study.training.adapt; docs/method.md, the remedies:
+    adapted models): for every ordered pair of datasets, a head trained on the source's
+    labelled features and the target's unlabelled training features, never a target label.
+    Scored on the target.
 
     std: each domain's features standardised with its own mean and standard deviation (the
     target's from its unlabelled training images). coral: the source's features whitened and
@@ -142,7 +142,7 @@ class AdaptConfig:
 
 @dataclasses.dataclass(frozen=True)
 class HandsConfig:
-    """Hand landmarks of every image (study.hands, the `hands` stage; DESIGN.md section 8).
+    """Hand landmarks of every image (study.hands, the `hands` stage; docs/method.md, the hands).
 
     MediaPipe's detector misses dark hands against a bright window and hands cut by the
     frame. A miss is tried again on changed pixels, in this order, until a hand is found:
@@ -246,10 +246,15 @@ class Preset:
     def __post_init__(self):
         for r in self.train_resolutions:
             if not MIN_MODEL_RESOLUTION <= r <= self.storage_size:
-                raise ConfigError(f"{self.name}: model resolution {r} must lie in [{MIN_MODEL_RESOLUTION}, storage size {self.storage_size}]")
+                raise ConfigError(
+                    f"{self.name}: model resolution {r} must lie in [{MIN_MODEL_RESOLUTION}, storage size "
+                    f"{self.storage_size}]"
+                )
         for r in self.augment.resolutions + self.block5.resolutions:
             if r not in self.train_resolutions:
-                raise ConfigError(f"{self.name}: remedy resolution {r} is not a model resolution {self.train_resolutions}")
+                raise ConfigError(
+                    f"{self.name}: remedy resolution {r} is not a model resolution {self.train_resolutions}"
+                )
         for r in self.eval_resolutions:
             if not 1 <= r <= self.storage_size:
                 raise ConfigError(f"{self.name}: eval resolution {r} must lie in [1, storage size {self.storage_size}]")
@@ -258,12 +263,17 @@ class Preset:
         """The same preset run on some of its datasets or model resolutions only."""
         for d in datasets or ():
             if d not in self.datasets:
-                raise ConfigError(f"unknown dataset {d!r} for preset {self.name}; valid datasets: {', '.join(self.datasets)}")
+                raise ConfigError(
+                    f"unknown dataset {d!r} for preset {self.name}; valid datasets: {', '.join(self.datasets)}"
+                )
         for r in resolutions or ():
             if r not in self.train_resolutions:
                 valid = ", ".join(map(str, self.train_resolutions))
                 raise ConfigError(f"unknown resolution {r} for preset {self.name}; valid resolutions: {valid}")
-        keep = lambda rs: tuple(r for r in rs if not resolutions or r in resolutions)
+
+        def keep(rs):
+            return tuple(r for r in rs if not resolutions or r in resolutions)
+
         return dataclasses.replace(
             self,
             datasets=tuple(d for d in self.datasets if not datasets or d in datasets),
@@ -277,6 +287,7 @@ class Preset:
         return [R] + sorted((r for r in self.eval_resolutions if r < R), reverse=True)
 
     def to_dict(self) -> dict[str, Any]:
+        """The preset as a plain dict (dataclasses.asdict), nested configs included."""
         return dataclasses.asdict(self)
 
     def fingerprint(self, *fields: str) -> str:
@@ -303,7 +314,9 @@ CPU = Preset(
     seeds=(0, 1, 2),
 )
 
-# The study of record: the full Kaggle datasets (and any folder datasets present), meant for a GPU.
+# The full study: the full Kaggle datasets (and any folder datasets present) at up to 224 px,
+# meant for a GPU. Not yet the study of record, which is RECORD = "cpu" (below) until this
+# preset has run on the full data.
 PAPER = dataclasses.replace(
     CPU,
     name="paper",

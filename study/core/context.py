@@ -13,12 +13,8 @@ from typing import Any, Callable
 from study.core.config import RECORD, Preset
 from study.core.errors import DatasetError, MissingResults
 from study.core.plan import Plan
+from study.core.store import CACHE_DIR, DATA, PAPER, TFDS_DIR, WEIGHTS_DIR, PaperFiles, Results, default_out
 from study.core.units import dataset_fingerprint
-
-
-def default_out(preset: str) -> Path:
-    """A preset's results folder when --out is not given."""
-    return Path(f"results/{preset}")
 
 
 @dataclasses.dataclass
@@ -26,9 +22,9 @@ class Context:
     preset: Preset
     data_dir: Path
     out_dir: Path  # results/<preset>
-    tfds_dir: Path = Path("data/tfds")
-    cache_dir: Path = Path("data/cache")  # cached features (large; never committed)
-    weights_dir: Path = Path("data/weights")
+    tfds_dir: Path = TFDS_DIR
+    cache_dir: Path = CACHE_DIR  # cached features and hand landmarks (large; never committed)
+    weights_dir: Path = WEIGHTS_DIR
     force: bool = False
     echo: Callable[[str], None] = print
     # Datasets beyond the registry: a folder given to `score`, as name -> (its DatasetSpec,
@@ -58,13 +54,19 @@ class Context:
         from study.core.config import get_preset
 
         out_dir = Path(out_dir)
-        if not (out_dir / "datasets.json").is_file():
-            raise MissingResults(f"{out_dir}/datasets.json is missing: run `python -m study.run all` (or prepare) first")
-        preset = get_preset(json.loads((out_dir / "datasets.json").read_text())["preset"])
-        return cls(preset, data_dir=Path("data"), out_dir=out_dir, **options)
+        path = Results(out_dir).datasets
+        if not path.is_file():
+            raise MissingResults(f"{path} is missing: run `python -m study.run all` (or prepare) first")
+        preset = get_preset(json.loads(path.read_text())["preset"])
+        return cls(preset, data_dir=DATA, out_dir=out_dir, **options)
 
-    def written_by_prepare(self, name: str) -> dict[str, Any]:
-        path = self.out_dir / name
+    @property
+    def results(self) -> Results:
+        """The results folder's files (study.core.store)."""
+        return Results(Path(self.out_dir))
+
+    def written_by_prepare(self, path: Path) -> dict[str, Any]:
+        """A file that prepare writes (datasets.json, weights.json), or an error naming the command."""
         if not path.is_file():
             raise DatasetError(f"{path} not found: run `python -m study.run prepare --preset {self.preset.name}` first")
         return json.loads(path.read_text())
@@ -72,7 +74,7 @@ class Context:
     @cached_property
     def prepared(self) -> dict[str, Any]:
         """datasets.json as prepare wrote it, with the folders of `with_folder` among its datasets."""
-        prepared = self.written_by_prepare("datasets.json")
+        prepared = self.written_by_prepare(self.results.datasets)
         return prepared | {"datasets": prepared["datasets"] | {n: s for n, (_, s) in self.folders.items()}}
 
     @property
@@ -82,8 +84,13 @@ class Context:
         if self.paper_dir:
             return Path(self.paper_dir)
         if self.preset.name == RECORD and Path(self.out_dir) == default_out(RECORD):
-            return Path("paper")
-        return Path(self.out_dir) / "paper"
+            return PAPER
+        return Path(self.out_dir) / PAPER.name
+
+    @property
+    def paper(self) -> PaperFiles:
+        """The paper's files (study.core.store.PaperFiles) in `paper_folder`."""
+        return PaperFiles(self.paper_folder)
 
     @property
     def bench_path(self) -> Path:
@@ -91,8 +98,8 @@ class Context:
         bench.local.json (ignored by git) unless --record, so that timing this machine never
         changes a committed file by accident."""
         if self.preset.name == RECORD and Path(self.out_dir) == default_out(RECORD) and not self.bench_record:
-            return Path(self.out_dir) / "bench.local.json"
-        return Path(self.out_dir) / "bench.json"
+            return self.results.bench_local
+        return self.results.bench
 
     @property
     def scoring(self) -> str | None:
@@ -109,8 +116,10 @@ class Context:
         return Plan(self.preset, self.prepared["datasets"])
 
     def dataset_fingerprint(self, name: str) -> str:
+        """Fingerprint of the prepared dataset `name`, from prepare's record of it."""
         return dataset_fingerprint(self.prepared["datasets"][name])
 
     @cached_property
     def weights_record(self) -> dict[str, Any]:
-        return self.written_by_prepare("weights.json")
+        """The weights record that prepare wrote (read once and cached)."""
+        return self.written_by_prepare(self.results.weights)

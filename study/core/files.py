@@ -25,8 +25,16 @@ from filelock import FileLock, Timeout
 from study.core.errors import FolderBusy
 
 _PACKAGES = (
-    "jax", "flax", "optax", "numpy", "tensorflow-datasets", "array-record", "pillow",
-    "scikit-learn", "pandas", "matplotlib",
+    "jax",
+    "flax",
+    "optax",
+    "numpy",
+    "tensorflow-datasets",
+    "array-record",
+    "pillow",
+    "scikit-learn",
+    "pandas",
+    "matplotlib",
 )
 
 
@@ -94,6 +102,7 @@ def _umask() -> int:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write `obj` as indented JSON with a trailing newline to `path`, atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
@@ -105,8 +114,9 @@ def write_json_unless_same(path: Path, obj: dict[str, Any], ignore: tuple[str, .
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         old = None
-    if isinstance(old, dict) and {k: v for k, v in old.items() if k not in ignore} == \
-            json.loads(json.dumps({k: v for k, v in obj.items() if k not in ignore})):
+    if isinstance(old, dict) and {k: v for k, v in old.items() if k not in ignore} == json.loads(
+        json.dumps({k: v for k, v in obj.items() if k not in ignore})
+    ):
         return False
     write_json_atomic(path, obj)
     return True
@@ -122,7 +132,10 @@ def git_commit() -> dict[str, Any]:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", "../pyproject.toml"],
-            cwd=here, capture_output=True, text=True, check=True,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
@@ -172,15 +185,22 @@ def held(lock: Path, what: str, echo: Callable[[str], None] = print, *, wait: bo
     except Timeout:
         holder = _describe_holder(lock)
         if not wait:
-            raise FolderBusy(f"{what} is in use by {holder}. Wait for it to finish, or use another "
-                             "--out folder.") from None
+            raise FolderBusy(
+                f"{what} is in use by {holder}. Wait for it to finish, or use another --out folder."
+            ) from None
         echo(f"waiting for {holder} to finish with {what} ...")
         flock.acquire()
     try:
         if flock.lock_counter == 1:  # the outermost hold says who holds it
-            write_json_atomic(_holder_file(lock), {
-                "pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
-                "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")})
+            write_json_atomic(
+                _holder_file(lock),
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "command": _command(),
+                    "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                },
+            )
         yield
     finally:
         if flock.lock_counter == 1:

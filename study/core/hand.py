@@ -69,15 +69,21 @@ def landmark_vectors(landmarks: np.ndarray, left: np.ndarray, size: np.ndarray) 
     w = size[:, 0:1].astype(np.float64)
     h = size[:, 1:2].astype(np.float64)
     p = landmarks.astype(np.float64) * np.stack([w, h, w], -1)  # N x 21 x 3, pixels
-    p = p - p[:, WRIST:WRIST + 1]
+    p = p - p[:, WRIST : WRIST + 1]
     scale = np.linalg.norm(p[:, MIDDLE_MCP, :2], axis=-1)
     p = p / np.where(scale > 0, scale, 1.0)[:, None, None]
     p[..., 0] *= np.where(np.nan_to_num(left) > 0.5, -1.0, 1.0)[:, None]
     return np.nan_to_num(p.reshape(len(p), -1), nan=0.0).astype(np.float32)
 
 
-def augment_landmarks(landmarks: np.ndarray, size: np.ndarray, rng: np.random.Generator, rotation: float,
-                      stretch: tuple[float, float], shear: float) -> np.ndarray:
+def augment_landmarks(
+    landmarks: np.ndarray,
+    size: np.ndarray,
+    rng: np.random.Generator,
+    rotation: float,
+    stretch: tuple[float, float],
+    shear: float,
+) -> np.ndarray:
     """A view of each hand (landmarks N x 21 x 3 as cached, originals of sizes N x (w, h)): in
     the original's pixels, turned about the wrist by an angle uniform in [-rotation, rotation]
     degrees, x and y stretched by factors uniform in `stretch`, sheared (x += k y, k uniform
@@ -91,7 +97,7 @@ def augment_landmarks(landmarks: np.ndarray, size: np.ndarray, rng: np.random.Ge
     a = np.stack([np.stack([c * sx, c * sx * k - s * sy], -1), np.stack([s * sx, s * sx * k + c * sy], -1)], -2)
     wh = size[:, None, :2].astype(np.float64)
     p = landmarks[..., :2].astype(np.float64) * wh
-    wrist = p[:, WRIST:WRIST + 1]
+    wrist = p[:, WRIST : WRIST + 1]
     moved = np.einsum("nij,nkj->nki", a, p - wrist) + wrist
     out = landmarks.astype(np.float64).copy()
     out[..., :2] = moved / wh
@@ -99,7 +105,8 @@ def augment_landmarks(landmarks: np.ndarray, size: np.ndarray, rng: np.random.Ge
 
 
 def no_hand(pred: np.ndarray, found: np.ndarray, choose: list[int]) -> np.ndarray:
-    """A landmark model's predictions (DESIGN.md section 8): where no hand was found, `nothing`
-    if the model chooses among it (that is what the class means), otherwise NO_HAND (wrong)."""
+    """A landmark model's predictions (docs/method.md, the hands: the landmark classifier): where
+    no hand was found, `nothing` if the model chooses among it (that is what the class means),
+    otherwise NO_HAND (wrong)."""
     nothing = CANONICAL.index("nothing")
     return np.where(found, pred, nothing if nothing in choose else NO_HAND)

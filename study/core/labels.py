@@ -20,7 +20,8 @@ _BY_LOWER = {name.lower(): name for name in CANONICAL}
 def canonical_label(source_label: str, *, blank_as_nothing: bool = True) -> str | None:
     """Canonical name for a dataset's own class name, matched case-insensitively.
 
-    Lexset's `Blank` maps to `nothing` when `blank_as_nothing` (the default; docs/method.md), and to None (left out) otherwise. Any other unknown name is None.
+    Lexset's `Blank` maps to `nothing` when `blank_as_nothing` (the default; docs/method.md), and to
+    None (left out) otherwise. Any other unknown name is None.
     """
     key = source_label.strip().lower()
     if key == BLANK:

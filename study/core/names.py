@@ -42,7 +42,9 @@ HAND, LANDMARKS, BOTH = "hand", "landmarks", "hand+landmarks"
 # A landmark model's R in names, folders and the table: landmarks are found on the archive's
 # original image, so the model has no model resolution, and is scored at r = 0 only.
 LANDMARKS_R = 0
-_REMEDY = re.compile(r"^(?P<source>[a-z0-9_]+)/(?P<remedy>aug[1-9]\d*|ft5|hand|landmarks(?:/aug[1-9]\d*)?|hand\+landmarks)$")
+_REMEDY = re.compile(
+    r"^(?P<source>[a-z0-9_]+)/(?P<remedy>aug[1-9]\d*|ft5|hand|landmarks(?:/aug[1-9]\d*)?|hand\+landmarks)$"
+)
 _SHOT = re.compile(r"^(?P<source>[a-z0-9_]+)\+(?P<k>\d+)shot\((?P<target>[a-z0-9_]+)\)$")
 # Adaptation without target labels (study.training.adapt), what each name says.
 ADAPTATIONS = {"std": "standardised per domain", "coral": "CORAL", "self": "self-training"}
@@ -55,7 +57,7 @@ class Model:
 
     sources: tuple[str, ...]  # datasets whose whole training split it saw
     target: str = ""  # few-shot: the dataset k images per class were drawn from; adapted: whose
-    k: int = 0        # unlabelled training images were used
+    k: int = 0  # unlabelled training images were used
     adapt: str = ""  # one of ADAPTATIONS
     random: bool = False  # the leakage ablation's random split of sources[0]
     # "aug<K>", "ft5", "hand", "landmarks", "landmarks/aug<K>" or "hand+landmarks", applied to the
@@ -64,6 +66,7 @@ class Model:
 
     @property
     def kind(self) -> str:
+        """The model's kind in words: single, multi-source, few-shot, adapted, ablation, or its remedy's kind."""
         if self.remedy:
             if self.remedy.startswith(LANDMARKS):
                 return "landmarks"
@@ -153,19 +156,39 @@ def preset_models(preset, labels: dict[str, set[str]], with_hands: list[str] | N
     then the remedies of each single-dataset model; last, where the preset has landmark
     models, `<dataset>/landmarks` at LANDMARKS_R for each dataset of `with_hands` (default:
     all), those with a hand found in their training and validation images."""
-    names = model_names(labels, multi_source=preset.multi_source, few_shot=preset.few_shot,
-                        ablation=preset.ablation, finetune=preset.train.finetune, adapt=preset.adapt.methods)
-    out = [(n, R) for R in preset.train_resolutions
-           for n in names + [f"{d}/{x}" for x in remedies(preset, R) for d in labels]]
+    names = model_names(
+        labels,
+        multi_source=preset.multi_source,
+        few_shot=preset.few_shot,
+        ablation=preset.ablation,
+        finetune=preset.train.finetune,
+        adapt=preset.adapt.methods,
+    )
+    out = [
+        (n, R)
+        for R in preset.train_resolutions
+        for n in names + [f"{d}/{x}" for x in remedies(preset, R) for d in labels]
+    ]
     if preset.hands.landmarks and not preset.train.finetune:
         views = [f"/aug{preset.hands.landmark_views}"] if preset.hands.landmark_views else []
-        out += [(f"{d}/{LANDMARKS}{v}", LANDMARKS_R) for v in ["", *views] for d in labels
-                if with_hands is None or d in with_hands]
+        out += [
+            (f"{d}/{LANDMARKS}{v}", LANDMARKS_R)
+            for v in ["", *views]
+            for d in labels
+            if with_hands is None or d in with_hands
+        ]
     return out
 
 
-def model_names(labels: dict[str, set[str]], *, multi_source: bool, few_shot: tuple[int, ...], ablation: tuple[str, ...],
-                finetune: bool = False, adapt: tuple[str, ...] = ()) -> list[str]:
+def model_names(
+    labels: dict[str, set[str]],
+    *,
+    multi_source: bool,
+    few_shot: tuple[int, ...],
+    ablation: tuple[str, ...],
+    finetune: bool = False,
+    adapt: tuple[str, ...] = (),
+) -> list[str]:
     """The models of a preset, given the labels of each dataset that has train and validation
     splits (in the preset's order), in table order: single-dataset models, multi-source models
     (the union of all, and with three or more datasets every leave-one-dataset-out union),
@@ -186,7 +209,10 @@ def _models(labels, multi_source, few_shot, ablation, finetune, adapt=()) -> tup
     names, left_out = list(trainable), []
     if finetune:
         return names, left_out
-    shared = lambda ds: set.intersection(*(set(labels[d]) for d in ds))
+
+    def shared(ds):
+        return set.intersection(*(set(labels[d]) for d in ds))
+
     combined = []
     if multi_source and len(trainable) >= 2:
         unions = [tuple(trainable)]
@@ -205,8 +231,12 @@ def dataset_pairs(labels: dict[str, set[str]]) -> list[tuple[str, str, list[str]
     """Every pair of datasets (in the given order) with the labels they share; pairs sharing
     none are left out. Used by the domain-separability diagnostic and by the report."""
     names = list(labels)
-    return [(a, b, sorted(set(labels[a]) & set(labels[b]))) for i, a in enumerate(names) for b in names[i + 1:]
-            if set(labels[a]) & set(labels[b])]
+    return [
+        (a, b, sorted(set(labels[a]) & set(labels[b])))
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if set(labels[a]) & set(labels[b])
+    ]
 
 
 def eval_name(eval_ds: str, split: str) -> str:

@@ -32,9 +32,12 @@ GRADCAM_SEED = 0
 
 
 class Unit(NamedTuple):
-    """A features unit: a dataset split's images at model resolution R, degraded to r,
-    optionally mirrored or an augmented view (1, 2, ...), through the prepared backbone or a
-    fine-tuned model's (`model`: train dataset, R, seed, backbone sha256)."""
+    """A features unit, the one description of cached features that travels from the plan
+    through the store (study.core.store) to the stages: a dataset split's images at model
+    resolution R, degraded to r, seen in one view: mirrored (`flip`), an augmented view
+    (`view` 1, 2, ...), without a border (`trim`), cut to the hand (`hand` "crop"), or the hand's
+    landmark vectors (`hand` "landmarks", at R = r = 0: no backbone); through the prepared
+    backbone, or a fine-tuned model's (`weights`: its sha256; `model`: train dataset, R, seed)."""
 
     dataset: str
     split: str
@@ -42,22 +45,28 @@ class Unit(NamedTuple):
     r: int
     flip: bool = False
     view: int = 0
-    model: tuple | None = None
+    weights: str | None = None
     trim: int = 0  # pixels cut from every side of the stored image first (the trivial-cue check)
-    # "crop": the images' hand crops; "landmarks": the landmark vectors, at R = r = 0 (no backbone)
+    # "crop": the images' hand crops; "landmarks": the landmark vectors, at R = r = 0 (no backbone);
+    # "both" (read only, never cached): the crops' features and the landmark vectors side by side
     hand: str = ""
+    model: tuple[str, int, int] | None = None
 
-    @property
-    def backbone(self) -> str | None:
-        return self.model[3] if self.model else None
+    @classmethod
+    def landmarks(cls, dataset: str, split: str, view: int = 0) -> "Unit":
+        """A split's landmark vectors (of augmented view `view` of every hand when > 0)."""
+        return cls(dataset, split, LANDMARKS_R, LANDMARKS_R, view=view, hand="landmarks")
 
     def __str__(self) -> str:
         extra = " flip" if self.flip else f" augmented view {self.view}" if self.view else ""
         extra += f" without a {self.trim}-pixel border" if self.trim else ""
         if self.hand == "landmarks":
-            return f"{self.dataset}/{self.split} landmark vectors" + (f", augmented view {self.view}" if self.view else "")
-        extra += " hand crops" if self.hand else ""
-        return f"{self.dataset}/{self.split} R={self.R} r={self.r}{extra}" + (f" ({self.model[0]} seed {self.model[2]})" if self.model else "")
+            return f"{self.dataset}/{self.split} landmark vectors" + (
+                f", augmented view {self.view}" if self.view else ""
+            )
+        extra += " hand crops" if self.hand == "crop" else " hand crops and landmarks" if self.hand == "both" else ""
+        by = f" ({self.model[0]} seed {self.model[2]})" if self.model else ""
+        return f"{self.dataset}/{self.split} R={self.R} r={self.r}{extra}{by}"
 
 
 class Evaluation(NamedTuple):
@@ -87,6 +96,7 @@ class Plan:
         return [n for n in self.preset.datasets if n in self.datasets]
 
     def splits(self, name: str) -> dict[str, Any]:
+        """The split record of dataset `name` in the plan."""
         return self.datasets[name]["splits"]
 
     def classes(self, name: str) -> list[int]:
@@ -105,8 +115,11 @@ class Plan:
     @cached_property
     def trainable_labels(self) -> dict[str, set[str]]:
         """The labels of each dataset a model can be trained on (it has train and validation splits)."""
-        return {n: set(self.splits(n)["train"]["per_class"]) for n in self.dataset_names
-                if {"train", "validation"} <= set(self.splits(n))}
+        return {
+            n: set(self.splits(n)["train"]["per_class"])
+            for n in self.dataset_names
+            if {"train", "validation"} <= set(self.splits(n))
+        }
 
     # --- models ------------------------------------------------------------------------
 
@@ -122,8 +135,11 @@ class Plan:
         stage has run (then every one is planned, and its unit asks for the hands stage)."""
         if any("hands" not in self.datasets[n] for n in self.trainable_labels):
             return None
-        return [n for n in self.trainable_labels
-                if all(self.datasets[n]["hands"]["splits"][s]["found"] > 0 for s in ("train", "validation"))]
+        return [
+            n
+            for n in self.trainable_labels
+            if all(self.datasets[n]["hands"]["splits"][s]["found"] > 0 for s in ("train", "validation"))
+        ]
 
     @cached_property
     def model_seeds(self) -> list[tuple[str, int, int]]:
@@ -155,16 +171,25 @@ class Plan:
         adapted and ablation ones, which belong to the study's own datasets, and the variants
         of the hand models (both views, augmented landmarks), whose heads the study of record
         does not commit; the hand-crop and landmark models are."""
-        return [(n, R, s) for n, R, s in self.model_seeds
-                if parse(n).kind not in ("few-shot", "adapted", "ablation", "both views") and not parse(n).landmark_views]
+        return [
+            (n, R, s)
+            for n, R, s in self.model_seeds
+            if parse(n).kind not in ("few-shot", "adapted", "ablation", "both views") and not parse(n).landmark_views
+        ]
 
     # --- features ----------------------------------------------------------------------
 
-    def holds_maps(self, R: int, flip: bool = False, view: int = 0, weights: str | None = None, trim: int = 0,
-                   hand: str = "") -> bool:
+    def holds_maps(self, u: Unit) -> bool:
         """Whether a features unit also keeps its block-4 maps: the prepared backbone's, at the
         resolutions where block 5 is fine-tuned, of the whole images as they are."""
-        return R in self.preset.block5.resolutions and not flip and not view and weights is None and not trim and not hand
+        return (
+            u.R in self.preset.block5.resolutions
+            and not u.flip
+            and not u.view
+            and u.weights is None
+            and not u.trim
+            and not u.hand
+        )
 
     @cached_property
     def feature_units(self) -> list[Unit]:
@@ -201,9 +226,10 @@ class Plan:
         p = self.preset
         if not p.hands.landmarks or p.train.finetune:
             return []
-        views = [Unit(n, "train", LANDMARKS_R, LANDMARKS_R, view=v, hand="landmarks") for n in self.trainable_labels
-                 for v in range(1, p.hands.landmark_views + 1)]
-        return [Unit(n, s, LANDMARKS_R, LANDMARKS_R, hand="landmarks") for n in self.dataset_names for s in self.splits(n)] + views
+        views = [
+            Unit.landmarks(n, "train", v) for n in self.trainable_labels for v in range(1, p.hands.landmark_views + 1)
+        ]
+        return [Unit.landmarks(n, s) for n in self.dataset_names for s in self.splits(n)] + views
 
     @cached_property
     def cue_units(self) -> list[Unit]:
@@ -220,8 +246,12 @@ class Plan:
         """A dataset's test splits (the preset's, where it has them) at R and every r <= R (the
         landmark vectors at r = R = 0 only), of the images' `hand` view (study.core.names.Model.input)."""
         splits = self.splits(name)
-        return [Unit(name, split, R, r, hand=hand) for split in self.preset.eval.splits if split in splits
-                for r in self.preset.eval_resolutions_for(R)]
+        return [
+            Unit(name, split, R, r, hand=hand)
+            for split in self.preset.eval.splits
+            if split in splits
+            for r in self.preset.eval_resolutions_for(R)
+        ]
 
     def folder_units(self, name: str) -> list[Unit]:
         """The frozen-backbone units that scoring a folder of photos (`score`) needs: its
@@ -235,8 +265,9 @@ class Plan:
 
     # --- evaluations -------------------------------------------------------------------
 
-    def evaluations(self, models: Iterable[tuple[str, int, int]] | None = None,
-                    eval_datasets: list[str] | None = None) -> list[Evaluation]:
+    def evaluations(
+        self, models: Iterable[tuple[str, int, int]] | None = None, eval_datasets: list[str] | None = None
+    ) -> list[Evaluation]:
         """Every evaluation of `models` (default: every trained model): each on every test
         split of `eval_datasets` (default: the preset's) at every r <= R; the ablation on its
         own random test split at R; a few-shot or adapted model on its target's test splits only."""
@@ -247,11 +278,14 @@ class Plan:
                 out.append(Evaluation(name, R, seed, name, "test", R))
                 continue
             for eval_ds in [m.target] if m.target else eval_datasets or self.dataset_names:
-                out += [Evaluation(name, R, seed, u.dataset, u.split, u.r) for u in self.test_units(eval_ds, R, m.input)]
+                out += [
+                    Evaluation(name, R, seed, u.dataset, u.split, u.r) for u in self.test_units(eval_ds, R, m.input)
+                ]
         return out
 
-    def finetuned_evaluations(self, models: Iterable[tuple[str, int, int]] | None = None,
-                              eval_datasets: list[str] | None = None) -> list[Evaluation]:
+    def finetuned_evaluations(
+        self, models: Iterable[tuple[str, int, int]] | None = None, eval_datasets: list[str] | None = None
+    ) -> list[Evaluation]:
         """The evaluations of the fine-tuned models among `models`: each needs features of its
         own backbone (a features unit with `model` set)."""
         return [e for e in self.evaluations(models, eval_datasets) if self.finetuned(e.model)]
@@ -269,23 +303,33 @@ class Plan:
         they share (canonical indices); none in the image-level mode (frozen features only)."""
         if self.preset.train.finetune:
             return []
-        labels = {n: set(self.splits(n)["train"]["per_class"]) for n in self.dataset_names
-                  if {"train", "test"} <= set(self.splits(n))}
+        labels = {
+            n: set(self.splits(n)["train"]["per_class"])
+            for n in self.dataset_names
+            if {"train", "test"} <= set(self.splits(n))
+        }
         return [(a, b, sorted(label_index(c) for c in shared)) for a, b, shared in dataset_pairs(labels)]
 
     @cached_property
     def separability_rows(self) -> list[tuple[str, str, int, int]]:
         """(dataset a, dataset b, R, r) of every row of separability.csv."""
         p = self.preset
-        return [(a, b, R, r) for a, b, _ in self.separability_pairs for R in p.train_resolutions
-                for r in p.eval_resolutions_for(R)]
+        return [
+            (a, b, R, r)
+            for a, b, _ in self.separability_pairs
+            for R in p.train_resolutions
+            for r in p.eval_resolutions_for(R)
+        ]
 
     def gradcam_models(self) -> list[tuple[str, int, int]]:
         """The models Grad-CAM draws, at their first seed: every one but the few-shot, adapted
         and ablation models and those that see landmarks (no image, or not only)."""
         seed = self.preset.seeds[0]
-        return [(n, R, s) for n, R, s in self.model_seeds
-                if s == seed and parse(n).kind not in ("few-shot", "adapted", "ablation", "landmarks", "both views")]
+        return [
+            (n, R, s)
+            for n, R, s in self.model_seeds
+            if s == seed and parse(n).kind not in ("few-shot", "adapted", "ablation", "landmarks", "both views")
+        ]
 
     def gradcam_labels(self) -> tuple[list[int], np.random.Generator]:
         """The Grad-CAM sample's labels, drawn from those all the preset's datasets share, and

@@ -54,8 +54,8 @@ def save(fig, path: Path, dpi: int, **kwargs) -> Path:
     return path
 
 
-def save_figure(fig, paper_dir: Path, name: str) -> list[Path]:
-    """`<paper_dir>/figures/<name>.png` and `.pdf`, and close the figure."""
-    out = [save(fig, Path(paper_dir) / "figures" / f"{name}.{ext}", dpi=130, bbox_inches="tight") for ext in ("png", "pdf")]
+def save_figure(fig, folder: Path, name: str) -> list[Path]:
+    """`<folder>/<name>.png` and `.pdf`, and close the figure."""
+    out = [save(fig, Path(folder) / f"{name}.{ext}", dpi=130, bbox_inches="tight") for ext in ("png", "pdf")]
     plt.close(fig)
     return out

@@ -36,8 +36,9 @@ def frame_block_split(
 
     The images are ranked by frame number and cut into k chunks of equal count, k the largest
     number up to `max_blocks` that leaves every chunk `min_images_per_block` images and every
-    validation or test run at least MIN_RUN_GUARDS guard bands of frames. Within each chunk the first `fractions[0]` are train, the
-    next `fractions[1]` validation, the rest test. Then the guard band: no train or validation
+    validation or test run at least MIN_RUN_GUARDS guard bands of frames. Within each chunk the
+    first `fractions[0]` are train, the next `fractions[1]` validation, the rest test.
+    Then the guard band: no train or validation
     image keeps a frame distance <= guard_frames to a test image, and no train image to a
     validation image. Deterministic: the same frames always give the same split.
     """
@@ -55,9 +56,7 @@ def frame_block_split(
     # proportions hold in every chunk however n divides.
     pos = (np.arange(n) + 0.5) / n * k
     pos -= np.floor(pos)
-    by_rank = np.where(
-        pos < fractions[0], TRAIN, np.where(pos < fractions[0] + fractions[1], VALIDATION, TEST)
-    )
+    by_rank = np.where(pos < fractions[0], TRAIN, np.where(pos < fractions[0] + fractions[1], VALIDATION, TEST))
     roles = np.empty(n, dtype=object)
     roles[np.argsort(f, kind="stable")] = by_rank
 
@@ -132,3 +131,21 @@ def spread_draw(labels: Sequence[int], frames: Sequence[int], k: int, seed: int)
         edges = np.linspace(0, len(ranked), k + 1).round().astype(int)
         out += [int(ranked[rng.integers(a, b)]) for a, b in zip(edges[:-1], edges[1:])]
     return np.sort(np.asarray(out, dtype=np.int64))
+
+
+# Seed of the per-label balancing of two datasets' images (the separability and trivial-cue checks).
+BALANCE_SEED = 0
+
+
+def balanced(
+    y_a: np.ndarray, y_b: np.ndarray, classes: list[int], seed: int = BALANCE_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices into a and b with, for each label, as many images from each side."""
+    rng = np.random.default_rng(seed)
+    ia, ib = [], []
+    for c in classes:
+        a, b = np.flatnonzero(y_a == c), np.flatnonzero(y_b == c)
+        m = min(len(a), len(b))
+        ia.append(rng.choice(a, m, replace=False))
+        ib.append(rng.choice(b, m, replace=False))
+    return np.sort(np.concatenate(ia)).astype(int), np.sort(np.concatenate(ib)).astype(int)

@@ -26,15 +26,18 @@ def mean_interval(values_N: np.ndarray, B: int, confidence: float, seed: int = 0
     return interval(bootstrap_counts(len(values_N), B, seed) @ values_N / len(values_N), confidence)
 
 
-def paired_draws(correct_a_SxN: np.ndarray, correct_b_SxN: np.ndarray, B: int, seed: int = 0) -> tuple[float, np.ndarray]:
+def paired_draws(
+    correct_a_SxN: np.ndarray, correct_b_SxN: np.ndarray, B: int, seed: int = 0
+) -> tuple[float, np.ndarray]:
     """Mean accuracy of a minus b (each averaged over its seeds) on the same N test images, and
     its B values over the same bootstrap resamples of the images as the table's."""
     a, b = correct_a_SxN.mean(axis=0), correct_b_SxN.mean(axis=0)
     return float(a.mean() - b.mean()), bootstrap_counts(len(a), B, seed) @ (a - b) / len(a)
 
 
-def paired_difference(correct_a_SxN: np.ndarray, correct_b_SxN: np.ndarray, B: int, confidence: float,
-                      seed: int = 0) -> tuple[float, list[float]]:
+def paired_difference(
+    correct_a_SxN: np.ndarray, correct_b_SxN: np.ndarray, B: int, confidence: float, seed: int = 0
+) -> tuple[float, list[float]]:
     """`paired_draws`' difference and its percentile interval."""
     gain, draws = paired_draws(correct_a_SxN, correct_b_SxN, B, seed)
     return gain, interval(draws, confidence)

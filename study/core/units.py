@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def fingerprint(spec: dict[str, Any]) -> str:
+    """Short (16 hex digits) sha256 of the spec as sorted JSON."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -43,6 +44,7 @@ _hashed: dict[tuple, str] = {}
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 hex digest of the file's bytes, cached per path, inode, size and mtime."""
     st = os.stat(path)
     key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _hashed:
@@ -57,8 +59,10 @@ def file_sha256(path: Path) -> str:
 def manifest(marker: Path, files: Iterable[Path]) -> dict[str, dict[str, Any]]:
     """Size and sha256 of each file, by its path relative to the marker's folder."""
     base = Path(marker).parent
-    return {Path(os.path.relpath(f, base)).as_posix(): {"bytes": os.stat(f).st_size, "sha256": file_sha256(Path(f))}
-            for f in files}
+    return {
+        Path(os.path.relpath(f, base)).as_posix(): {"bytes": os.stat(f).st_size, "sha256": file_sha256(Path(f))}
+        for f in files
+    }
 
 
 def listed(marker: Path) -> set[Path]:
@@ -102,7 +106,11 @@ def is_done(marker: Path, spec: dict[str, Any], *, force: bool) -> bool:
     if force:
         return False
     old = record.get("spec", {})
-    changed = sorted(k for k in set(old) | set(spec) if json.dumps(old.get(k), sort_keys=True, default=str) != json.dumps(spec.get(k), sort_keys=True, default=str))
+    changed = sorted(
+        k
+        for k in set(old) | set(spec)
+        if json.dumps(old.get(k), sort_keys=True, default=str) != json.dumps(spec.get(k), sort_keys=True, default=str)
+    )
     raise StaleResultError(
         f"{'/'.join(marker.parts[-4:])}: existing results were made with another "
         f"configuration or other inputs (changed: {', '.join(changed) or 'unknown'}). Run "
@@ -127,8 +135,16 @@ def require(marker: Path, spec: dict[str, Any], what: str, command: str) -> dict
 
 def mark_done(marker: Path, spec: dict[str, Any], files: Iterable[Path] = (), **extra: Any) -> None:
     """Record the unit as done: its fingerprint, spec, the manifest of `files`, `extra`."""
-    write_json_atomic(Path(marker), {"fingerprint": fingerprint(spec), "spec": spec, "files": manifest(marker, files),
-                                     **extra, "provenance": provenance()})
+    write_json_atomic(
+        Path(marker),
+        {
+            "fingerprint": fingerprint(spec),
+            "spec": spec,
+            "files": manifest(marker, files),
+            **extra,
+            "provenance": provenance(),
+        },
+    )
 
 
 def readable_record(marker: Path) -> dict[str, Any] | None:
@@ -141,4 +157,5 @@ def readable_record(marker: Path) -> dict[str, Any] | None:
 
 
 def read_marker(marker: Path) -> dict[str, Any]:
+    """The JSON content of a unit's marker file."""
     return json.loads(Path(marker).read_text())

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from study.core.config import Preset
+from study.core.context import Context
 from study.core.errors import ConfigError, DatasetError
 from study.core.labels import CANONICAL
 
@@ -88,7 +88,7 @@ def get_dataset(name: str) -> DatasetSpec:
         raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}") from None
 
 
-def open_builder(ctx: Any, name: str):
+def open_builder(ctx: Context, name: str):
     """The prepared TFDS builder of dataset `name` for a run (study.core.context.Context):
     one of DATASETS, or a folder that `score` prepared (`ctx.folders`)."""
     spec = ctx.folders[name][0] if name in ctx.folders else DATASETS[name]

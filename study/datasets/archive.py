@@ -38,7 +38,7 @@ class Archive:
             self._zip = zipfile.ZipFile(self.path)
             for info in self._zip.infolist():
                 if not info.is_dir() and info.filename.startswith(self.prefix):
-                    sizes[info.filename[len(self.prefix):]] = info.file_size
+                    sizes[info.filename[len(self.prefix) :]] = info.file_size
         else:
             base = self.path / self.prefix if self.prefix else self.path
             root = self.path.resolve()
@@ -74,6 +74,7 @@ class Archive:
         return [n for n in self._sizes if n not in self.refused]
 
     def size(self, name: str) -> int:
+        """Size in bytes of the member `name`."""
         return self._sizes[name]
 
     def read(self, name: str) -> bytes:
@@ -93,9 +94,11 @@ class Archive:
         return h.hexdigest()
 
     def describe(self) -> dict:
+        """The archive's form, file count and listing fingerprint, for the prepare record."""
         return {"form": self.kind, "files": len(self._sizes), "listing_sha256": self.fingerprint()}
 
     def close(self) -> None:
+        """Close the underlying zip file, if one is open."""
         if self._zip is not None:
             self._zip.close()
             self._zip = None
@@ -139,8 +142,7 @@ def find_archive(manual_dir: Path, marker: str, zip_names: tuple[str, ...]) -> A
                 names = zf.namelist()
         except zipfile.BadZipFile as e:
             raise DatasetError(
-                f"{z.name} is not a readable zip ({e}); the download may be incomplete: "
-                "delete it and download it again"
+                f"{z.name} is not a readable zip ({e}); the download may be incomplete: delete it and download it again"
             ) from None
         for name in names:
             i = name.find(marker + "/")

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from study.core.config import Preset
-from study.datasets import DatasetError, DatasetSpec
 from study.core import labels, splits
+from study.core.config import Preset
 from study.core.files import held
+from study.core.store import Results, name_of
+from study.datasets import DatasetError, DatasetSpec
 
 log = logging.getLogger(__name__)
 FRAME_SPLITS = (splits.TRAIN, splits.VALIDATION, splits.TEST)
@@ -65,9 +66,7 @@ def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, forc
         echo(f"{spec.name}: building {builder.info.full_name} from {manual.name}/ ...")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints its own banner
-                builder.download_and_prepare(
-                    download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
-                )
+                builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
         except (DatasetError, AssertionError) as e:  # TFDS asserts when a split yields no example
             _remove_partial(builder, Path(tfds_dir))
             if isinstance(e, DatasetError):
@@ -78,7 +77,7 @@ def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, forc
 
 
 def _listed(skipped: list[dict], most: int = 8) -> str:
-    """"a.jpg: corrupt image; ...": the files skipped, a few of them, and how many more."""
+    """ "a.jpg: corrupt image; ...": the files skipped, a few of them, and how many more."""
     if not skipped:
         return "no image file found"
     text = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:most])
@@ -113,7 +112,9 @@ def read_index(builder) -> dict[str, dict[str, np.ndarray]]:
 IMAGE_COLUMNS = ["dataset", "split", "file", "sha256"]
 
 
-def image_listing(name: str, builder, manual: Path, index: dict[str, dict[str, np.ndarray]] | None = None) -> list[dict]:
+def image_listing(
+    name: str, builder, manual: Path, index: dict[str, dict[str, np.ndarray]] | None = None
+) -> list[dict]:
     """One row per image of a prepared dataset: its split (or `left_out`, by the guard band),
     its path in the archive and the sha256 of its bytes, by split and path. `prepare` writes
     these rows as `images.csv`, so that a reader can check the splits file by file and `score`
@@ -123,8 +124,11 @@ def image_listing(name: str, builder, manual: Path, index: dict[str, dict[str, n
     files["left_out"] = sorted(x["path"] for x in builder.info.metadata.get("left_out", []))
     archive = builder.open_archive(manual)
     try:
-        return [{"dataset": name, "split": split, "file": f, "sha256": hashlib.sha256(archive.read(f)).hexdigest()}
-                for split, paths in files.items() for f in paths]
+        return [
+            {"dataset": name, "split": split, "file": f, "sha256": hashlib.sha256(archive.read(f)).hexdigest()}
+            for split, paths in files.items()
+            for f in paths
+        ]
     finally:
         archive.close()
 
@@ -221,21 +225,18 @@ def _split_order(split: str) -> tuple[int, str]:
     return (order.index(split) if split in order else len(order), split)
 
 
-def format_summary(name: str, s: dict[str, Any], where: str = "datasets.json") -> str:
+def format_summary(name: str, s: dict[str, Any], where: str = name_of(Results, "datasets")) -> str:
     """A few lines per dataset for the terminal; `where` is the file that lists what was skipped."""
     a = s["archive"]
     lines = [f"{name}  ({s['tfds_name']}; {a['form']}, {a['files']:,} files)"]
     lines.append(f"  {'split':<12}{'images':>8}{'classes':>9}   per class")
     for split, info in s["splits"].items():
         counts = list(info["per_class"].values())
-        lines.append(
-            f"  {split:<12}{info['images']:>8,}{len(counts):>9}   {min(counts)}-{max(counts)}"
-        )
+        lines.append(f"  {split:<12}{info['images']:>8,}{len(counts):>9}   {min(counts)}-{max(counts)}")
     lo = s["left_out_by_guard_band"]
     lines.append(
         f"  left out by the guard band: {lo['images']:,} ({lo['fraction_of_usable']:.1%}); "
-        f"skipped files: {s['accounting']['skipped_files']:,}"
-        + (f" (see {where})" if s["skipped"] else "")
+        f"skipped files: {s['accounting']['skipped_files']:,}" + (f" (see {where})" if s["skipped"] else "")
     )
     d = s["min_frame_distance"]
     if d is not None and (d["test_to_train_or_validation"], d["validation_to_train"]) != (None, None):

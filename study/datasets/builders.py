@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from study.core import labels, splits
 from study.core.config import SplitConfig
 from study.datasets import images
-from study.core import labels, splits
 from study.datasets.archive import Archive, DatasetError, find_archive
 
 # 1.1.0: EXIF orientation applied; images over PIL's decompression-bomb limit skipped.
@@ -114,6 +114,7 @@ class Scan:
         self._folders: collections.Counter[tuple[str, str]] = collections.Counter()
 
     def skip(self, path: str, reason: str) -> None:
+        """Record one skipped file with its reason."""
         self.skipped.append({"path": path, "reason": reason, "files": 1})
 
     def skip_in_folder(self, folder: str, reason: str) -> None:
@@ -133,6 +134,7 @@ class Scan:
             self.given[split].append(Item(path, source_label, label, frame))
 
     def finish(self) -> None:
+        """Add the skipped folders, with their file counts, to the skipped list and clear them."""
         for (folder, reason), n in sorted(self._folders.items()):
             self.skipped.append({"path": folder, "reason": reason, "files": n})
         self._folders.clear()
@@ -246,17 +248,18 @@ class _AslBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 batch = items[start : start + _BATCH]
                 for item, png in zip(batch, pool.map(load, batch)):
                     if isinstance(png, images.BadImage):
-                        self.info.metadata["skipped"].append(
-                            {"path": item.file, "reason": str(png), "files": 1}
-                        )
+                        self.info.metadata["skipped"].append({"path": item.file, "reason": str(png), "files": 1})
                         continue
-                    yield item.file, {
-                        "image": png,
-                        "label": item.label,
-                        "source_label": item.source_label,
-                        "file": item.file,
-                        "frame": -1 if item.frame is None else item.frame,
-                    }
+                    yield (
+                        item.file,
+                        {
+                            "image": png,
+                            "label": item.label,
+                            "source_label": item.source_label,
+                            "file": item.file,
+                            "frame": -1 if item.frame is None else item.frame,
+                        },
+                    )
 
     # Splits in which every class of the dataset must have at least one image.
     REQUIRED_SPLITS: tuple[str, ...] = (splits.TRAIN, splits.VALIDATION, splits.TEST)
@@ -295,8 +298,7 @@ class _AslBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     usable.append(item)
             if not usable:
                 raise DatasetError(
-                    f"{self.name}: class {label!r} has no usable images "
-                    "(every file was skipped; see the skipped list)"
+                    f"{self.name}: class {label!r} has no usable images (every file was skipped; see the skipped list)"
                 )
             roles = splits.frame_block_split(
                 [i.frame for i in usable],
@@ -373,6 +375,7 @@ class AslAlphabet(_AslBuilder):
     CLASSES = labels.CANONICAL
 
     def split_rule(self) -> str:
+        """The split rule in words: frame blocks per class, guard band, official test images as kaggle_test."""
         sc = self.config.split
         return (
             f"per class, frame blocks {sc.fractions} train/validation/test in up to "
@@ -386,7 +389,7 @@ class AslAlphabet(_AslBuilder):
         for path in archive.files:
             size = archive.size(path)
             if path.startswith(self.TRAIN_DIR):
-                parts = path[len(self.TRAIN_DIR):].split("/")
+                parts = path[len(self.TRAIN_DIR) :].split("/")
                 label = labels.canonical_label(parts[0])
                 if len(parts) != 2:
                     scan.skip_in_folder(self.TRAIN_DIR + "/".join(parts[:-1]), "unexpected folder")
@@ -396,7 +399,7 @@ class AslAlphabet(_AslBuilder):
                     seen.add(label)
                     scan.add_image("train", path, size, parts[0], label)
             elif path.startswith(self.TEST_DIR):
-                name = path[len(self.TEST_DIR):]
+                name = path[len(self.TEST_DIR) :]
                 m = re.fullmatch(r"(.+)_test\.[^./]+", name, re.IGNORECASE)
                 label = labels.canonical_label(m.group(1)) if m and "/" not in name else None
                 if label is None:
@@ -454,6 +457,7 @@ class SyntheticAslAlphabet(_AslBuilder):
     SOURCE_CLASSES = labels.LETTERS + ("Blank",)
 
     def split_rule(self) -> str:
+        """The split rule in words: official train/test, validation by sha256 of the file name."""
         return (
             f"official Train_Alphabet/Test_Alphabet; validation = "
             f"{self.config.split.validation_fraction:.0%} of train per class by sha256 of the "
@@ -476,7 +480,7 @@ class SyntheticAslAlphabet(_AslBuilder):
                     scan.skip(path, "file outside the dataset layout")
                 continue
             root = self.TRAIN_DIR if split == "train" else self.TEST_DIR
-            parts = path[len(root):].split("/")
+            parts = path[len(root) :].split("/")
             label = labels.canonical_label(parts[0], blank_as_nothing=self.config.blank_as_nothing)
             if len(parts) != 2:
                 scan.skip_in_folder(root + "/".join(parts[:-1]), "unexpected folder")
@@ -533,9 +537,11 @@ class AslFolder(_AslBuilder):
     DESCRIPTION = "A class-per-folder ASL alphabet photo set."
 
     def split_rule(self) -> str:
+        """The split rule in words, as chosen when the folder was scanned."""
         return self._rule
 
     def open_archive(self, manual_dir: Path) -> Archive:
+        """The folder as an Archive; DatasetError if it is not a directory."""
         if not Path(manual_dir).is_dir():
             raise DatasetError(self.missing_message(manual_dir))
         return Archive(manual_dir)
@@ -572,9 +578,7 @@ class AslFolder(_AslBuilder):
             else:
                 scan.add_image(split, path, archive.size(path), parts[0], label)
         if not any(scan.given.values()):
-            raise DatasetError(
-                f"{self.config.dataset_name or self.name}: no usable images in the class folders."
-            )
+            raise DatasetError(f"{self.config.dataset_name or self.name}: no usable images in the class folders.")
         return scan
 
     def _cut(self, scan: Scan) -> dict[str, list[Item]]:
@@ -590,7 +594,10 @@ class AslFolder(_AslBuilder):
                 share = f_val / (f_train + f_val)
                 if all(i.frame is not None for i in given[splits.TRAIN]):
                     out.update(self._frame_blocks(scan, given[splits.TRAIN], (1 - share, share, 0.0)))
-                    self._rule = f"given train/test kept; validation = frame blocks ({share:.0%}) of train, guard band {sc.guard_frames} frames"
+                    self._rule = (
+                        f"given train/test kept; validation = frame blocks ({share:.0%}) of train, "
+                        f"guard band {sc.guard_frames} frames"
+                    )
                 else:
                     out.update(self._hash_validation(given[splits.TRAIN], share))
                     self._rule = f"given train/test kept; validation = {share:.0%} of train by file-name hash"

@@ -62,7 +62,9 @@ def _write(dest: Path, files: dict[str, bytes], zip_name: str | None) -> None:
         p.write_bytes(data)
 
 
-def _plant_defects(files: dict[str, bytes], class_dir: str, sample: bytes, letter_dirs: tuple[str, str, str, str], frame: int) -> dict[str, str]:
+def _plant_defects(
+    files: dict[str, bytes], class_dir: str, sample: bytes, letter_dirs: tuple[str, str, str, str], frame: int
+) -> dict[str, str]:
     """Add the bad files to `files`; returns path -> the kind of defect planted."""
     a, b, c, d = letter_dirs
     planted = {
@@ -81,9 +83,17 @@ def _plant_defects(files: dict[str, bytes], class_dir: str, sample: bytes, lette
     return planted
 
 
-def write_asl_alphabet(dest: Path, *, per_class: int = 16, size: int = 40, frame_step: int = 25,
-                       zipped: bool = False, defects: bool = True, classes: tuple[str, ...] = CANONICAL,
-                       seed: int = 0) -> dict:
+def write_asl_alphabet(
+    dest: Path,
+    *,
+    per_class: int = 16,
+    size: int = 40,
+    frame_step: int = 25,
+    zipped: bool = False,
+    defects: bool = True,
+    classes: tuple[str, ...] = CANONICAL,
+    seed: int = 0,
+) -> dict:
     """Kaggle grassknoted layout: asl_alphabet_{train,test}/asl_alphabet_{train,test}/..."""
     rng = np.random.default_rng(seed)
     train, test = "asl_alphabet_train/asl_alphabet_train/", "asl_alphabet_test/asl_alphabet_test/"
@@ -91,7 +101,9 @@ def write_asl_alphabet(dest: Path, *, per_class: int = 16, size: int = 40, frame
     for c in classes:
         for i in range(per_class):
             frame = 1 + i * frame_step
-            files[f"{train}{c}/{c}{frame}.jpg"] = _encode(class_image(c, size, domain="real", rng=rng, t=frame / 50), "JPEG")
+            files[f"{train}{c}/{c}{frame}.jpg"] = _encode(
+                class_image(c, size, domain="real", rng=rng, t=frame / 50), "JPEG"
+            )
         if c != "del":  # the official test folder has no del
             files[f"{test}{c}_test.jpg"] = _encode(class_image(c, size, domain="real", rng=rng), "JPEG")
     planted = {}
@@ -102,9 +114,16 @@ def write_asl_alphabet(dest: Path, *, per_class: int = 16, size: int = 40, frame
     return {"files": len(files), "planted": planted}
 
 
-def write_synthetic_asl_alphabet(dest: Path, *, train_per_class: int = 12, test_per_class: int = 4,
-                                 size: int = 48, zipped: bool = False, defects: bool = True,
-                                 seed: int = 0) -> dict:
+def write_synthetic_asl_alphabet(
+    dest: Path,
+    *,
+    train_per_class: int = 12,
+    test_per_class: int = 4,
+    size: int = 48,
+    zipped: bool = False,
+    defects: bool = True,
+    seed: int = 0,
+) -> dict:
     """Lexset layout: {Train,Test}_Alphabet/<A..Z|Blank>/<uuid>.rgb_0000.png"""
     rng = np.random.default_rng(seed)
     files: dict[str, bytes] = {}
@@ -114,7 +133,8 @@ def write_synthetic_asl_alphabet(dest: Path, *, train_per_class: int = 12, test_
             for _ in range(n):
                 name = uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63)))
                 files[f"{root}{c}/{name}.rgb_0000.png"] = _encode(
-                    class_image(label, size, domain="render", rng=rng, t=float(rng.uniform(0, 6))), "PNG")
+                    class_image(label, size, domain="render", rng=rng, t=float(rng.uniform(0, 6))), "PNG"
+                )
     planted = {}
     if defects:
         sample = next(v for k, v in files.items() if k.startswith("Train_Alphabet/A/"))
@@ -124,8 +144,16 @@ def write_synthetic_asl_alphabet(dest: Path, *, train_per_class: int = 12, test_
     return {"files": len(files), "planted": planted}
 
 
-def write_asl_folder(dest: Path, *, per_class: int = 12, size: int = 40, frame_step: int = 20,
-                     split_dir: str | None = "train", defects: bool = True, seed: int = 0) -> dict:
+def write_asl_folder(
+    dest: Path,
+    *,
+    per_class: int = 12,
+    size: int = 40,
+    frame_step: int = 20,
+    split_dir: str | None = "train",
+    defects: bool = True,
+    seed: int = 0,
+) -> dict:
     """Class-per-folder layout like asl-photos: [<split>/]<Class>/<Class><n>.jpg, `Del` capitalised."""
     rng = np.random.default_rng(seed)
     prefix = f"{split_dir}/" if split_dir else ""
@@ -135,7 +163,8 @@ def write_asl_folder(dest: Path, *, per_class: int = 12, size: int = 40, frame_s
         for i in range(per_class):
             frame = i * frame_step
             files[f"{prefix}{folder}/{folder}{frame}.jpg"] = _encode(
-                class_image(c, size, domain="photos", rng=rng, t=frame / 40), "JPEG")
+                class_image(c, size, domain="photos", rng=rng, t=frame / 40), "JPEG"
+            )
     planted = {}
     if defects:
         sample = files[f"{prefix}A/A0.jpg"]

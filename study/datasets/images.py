@@ -28,6 +28,7 @@ class BadImage(ValueError):
 
 
 def is_image_name(name: str) -> bool:
+    """Whether the file name has an image suffix (case-insensitive)."""
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
@@ -77,8 +78,9 @@ def model_input(image_u8: np.ndarray, R: int, r: int, flip: bool = False) -> np.
     return to_unit(model_pixels(image_u8, R, r, flip))
 
 
-def model_pixels(image_u8: np.ndarray, R: int, r: int, flip: bool = False, trim: int = 0,
-                 box: np.ndarray | None = None) -> np.ndarray:
+def model_pixels(
+    image_u8: np.ndarray, R: int, r: int, flip: bool = False, trim: int = 0, box: np.ndarray | None = None
+) -> np.ndarray:
     """`model_input` before the scaling to [0, 1]: R x R x 3 uint8, a quarter of the bytes
     (what the input pipeline's workers send); with `trim`, that many pixels are cut from
     every side of the stored image first; with `box` (x0, y0, x1, y1 normalised, a square:

@@ -66,9 +66,19 @@ class LoadBatch:
         records = self.source.__getitems__(list(range(start, min(self.n, start + self.batch))))
         return {
             "start": start,
-            "pixels": np.stack([model_pixels(rec["image"], self.R, self.r, self.flip, self.trim,
-                                             None if self.boxes is None else self.boxes[start + i])
-                                for i, rec in enumerate(records)]),
+            "pixels": np.stack(
+                [
+                    model_pixels(
+                        rec["image"],
+                        self.R,
+                        self.r,
+                        self.flip,
+                        self.trim,
+                        None if self.boxes is None else self.boxes[start + i],
+                    )
+                    for i, rec in enumerate(records)
+                ]
+            ),
             "labels": np.asarray([rec["label"] for rec in records], np.int64),
         }
 
@@ -136,6 +146,7 @@ class Feed:
         self._next = 0  # loads before this one are done with
 
     def batches(self, load: LoadBatch) -> Iterator[dict]:
+        """Batches of `load`: from the shared feed if it is the next load in order, else from a fresh pipeline."""
         k = next((i for i, x in enumerate(self.loads) if x is load), None)
         if k is None or k < self._next:
             return batches(load, self.workers, self.shard)
@@ -156,6 +167,7 @@ class Feed:
                 yield batch
 
     def close(self) -> None:
+        """Close the shared batch iterator, if one is open."""
         if self._it is not None:
             self._it.close()
             self._it = None

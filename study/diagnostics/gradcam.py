@@ -21,16 +21,15 @@ already (its crop), so its box is the tight square around the landmarks (no marg
 the crop. Per model and test set, the mean share with its bootstrap interval over those
 images: `<out>/gradcam/hand_share.csv`.
 
-Writes `<out>/gradcam/<model folder>/<eval dataset>.json` (the sample's files, true and
-predicted letters, the heat maps, the hand boxes and shares) and `.png` (the images and their
-maps, one image per letter), `hand_share.csv`, and the paper's
+The gradcam stage (study.stages.gradcam) writes `<out>/gradcam/<model folder>/<eval dataset>.json`
+(the sample's files, true and predicted letters, the heat maps, the hand boxes and shares)
+and `.png` (the images and their maps, one image per letter), `hand_share.csv`, and the paper's
 overview, `<out>/gradcam/figures/overview.png` (and .pdf), which the report copies. Budget:
 one forward and one block-5 backward pass per image, seconds in all.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -38,22 +37,17 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from study.datasets import open_builder
 from study.core import store
-from study.network import weights as weights_lib
 from study.core.context import Context
-from study.datasets.images import model_pixels, to_unit
-from study.core.labels import CANONICAL
-from study.network.model import Block5, VGG16Backbone, head_from_arrays
-from study.core.names import folder, parse
-from study.core.plan import GRADCAM_PER_LABEL, GRADCAM_SEED
-from study.core.files import write_csv_unless_same
-from study.core.stats import mean_interval
-from study.hands import landmarks
 from study.core.hand import hand_box
+from study.core.labels import CANONICAL
+from study.core.plan import GRADCAM_PER_LABEL, GRADCAM_SEED
+from study.core.plots import save
+from study.core.stats import mean_interval
+from study.datasets import open_builder
 from study.datasets.build import read_index
-from study.core.plots import save, save_figure
-from study.core.units import fingerprint, is_done, mark_done
+from study.hands import landmarks
+from study.network.model import Block5, VGG16Backbone, head_from_arrays
 
 import matplotlib.pyplot as plt  # noqa: E402  isort:skip  (after study.core.plots: the Agg backend)
 
@@ -72,12 +66,16 @@ def sample(ctx: Context) -> tuple[list[int], dict[str, list[int]]]:
         if "test" not in ctx.plan.splits(d):
             continue
         y = read_index(open_builder(ctx, d))["test"]["label"]
-        picks[d] = [int(i) for c in labels if (y == c).any()
-                    for i in rng.choice(np.flatnonzero(y == c), size=min(GRADCAM_PER_LABEL, int((y == c).sum())), replace=False)]
+        picks[d] = [
+            int(i)
+            for c in labels
+            if (y == c).any()
+            for i in rng.choice(np.flatnonzero(y == c), size=min(GRADCAM_PER_LABEL, int((y == c).sum())), replace=False)
+        ]
     return labels, picks
 
 
-class _Model:
+class Model:
     """A model as Grad-CAM needs it: blocks 1-4, block 5 and the head, jitted."""
 
     def __init__(self, ctx: Context, base: VGG16Backbone, name: str, R: int, seed: int):
@@ -85,8 +83,9 @@ class _Model:
         block5 = Block5.of(base)
         if rec.get("backbone_sha256"):  # a fine-tuned block 5
             block5.load(store.block5_arrays(ctx, name, R, seed))
-        head = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, name, R, seed), block5.features_dim,
-                                len(CANONICAL), seed)
+        head = head_from_arrays(
+            ctx.preset.train.head, store.head_arrays(ctx, name, R, seed), block5.features_dim, len(CANONICAL), seed
+        )
         self.fingerprint = rec["fingerprint"]
         self._run = nnx.jit(_cam)
         self._parts = (base, block5, head)
@@ -125,7 +124,7 @@ def heat_share(cam: np.ndarray, box: np.ndarray) -> float | None:
     return float(covered(box[1], box[3]) @ cam @ covered(box[0], box[2]) / total)
 
 
-def _hands(ctx: Context, d: str, picks: list[int], crop: bool = False) -> tuple[list, list]:
+def sample_boxes(ctx: Context, d: str, picks: list[int], crop: bool = False) -> tuple[list, list]:
     """Per sampled image: its hand's box (None where no hand was found) and the box's area; for
     a crop model (`crop`), the tight square around the landmarks in the coordinates of the crop."""
     hands = landmarks.read(ctx, d, "test")
@@ -143,57 +142,18 @@ def _hands(ctx: Context, d: str, picks: list[int], crop: bool = False) -> tuple[
     return boxes, [None if b is None else float((b[2] - b[0]) * (b[3] - b[1])) for b in boxes]
 
 
-def run_stage(ctx: Context) -> list[Path]:
-    """Heat maps and figures of every model on every dataset's test split (see the module doc)."""
-    labels, picks = sample(ctx)
-    hands = {(d, crop): _hands(ctx, d, p, crop) for d, p in picks.items()
-             for crop in ([False, True] if ctx.preset.hands.crops else [False])}
-    root = ctx.out_dir / "gradcam"
-    base = weights_lib.imagenet_backbone(weights_lib.prepared(ctx))
-    images: dict = {}
-
-    def imgs(d: str, R: int, crop: bool = False) -> tuple[np.ndarray, list[dict]]:
-        if (d, R, crop) not in images:
-            recs = open_builder(ctx, d).as_data_source()["test"].__getitems__(picks[d])
-            boxes = store.hand_crops(ctx, d, "test")[picks[d]] if crop else [None] * len(recs)
-            images[d, R, crop] = (np.stack([to_unit(model_pixels(r["image"], R, R, box=b)) for r, b in zip(recs, boxes)]), recs)
-        return images[d, R, crop]
-
-    written, records = [], {}
-    for name, R, seed in ctx.plan.gradcam_models():
-        m = None
-        crop = parse(name).input == "crop"
-        for d in picks:
-            out = root / folder(name, R) / f"{d}.json"
-            boxes, areas = hands[d, crop]
-            spec = {"kind": "gradcam", "version": VERSION, "model": store.model_record(ctx, name, R, seed)["fingerprint"],
-                    "features": store.features_fingerprint(ctx, d, "test", R, R, hand="crop" if crop else ""),
-                    "picks": picks[d], "seed": SEED, "hand_boxes": [None if b is None else np.round(b, 6).tolist() for b in boxes]}
-            if not is_done(out, spec, force=ctx.force):
-                m = m or _Model(ctx, base, name, R, seed)
-                x, recs = imgs(d, R, crop)
-                classes = ctx.plan.shared_classes(name, d)
-                cam, pred = m(x, classes)
-                info = {"model": name, "R": R, "seed": seed, "eval_dataset": d, "in_domain": d in parse(name).sources,
-                        "images": [r["file"].decode() if isinstance(r["file"], bytes) else str(r["file"]) for r in recs],
-                        "true": [CANONICAL[int(r["label"])] for r in recs], "pred": [CANONICAL[int(p)] for p in np.asarray(pred)],
-                        "cams": np.round(np.asarray(cam, np.float64), 4).tolist(),
-                        "hand_boxes": spec["hand_boxes"], "hand_areas": areas,
-                        "hand_shares": [None if b is None else heat_share(c, b) for c, b in zip(np.asarray(cam), boxes)]}
-                png = out.with_suffix(".png")
-                _figure(x, info, png)
-                mark_done(out, spec, [png], **info)
-                written.append(out)
-            records[name, R, d] = json.loads(out.read_text())
-    if written:
-        ctx.echo(f"grad-cam: {len(written)} heat-map sets written")
-    _overview(ctx, records, imgs, root)
-    write_csv_unless_same(root / "hand_share.csv", SHARE_COLUMNS, share_rows(records, ctx.preset.eval))
-    return written
-
-
-SHARE_COLUMNS = ["model", "R", "eval_dataset", "domain", "images", "with_hand", "share", "share_ci_low", "share_ci_high",
-                 "box_area"]
+SHARE_COLUMNS = [
+    "model",
+    "R",
+    "eval_dataset",
+    "domain",
+    "images",
+    "with_hand",
+    "share",
+    "share_ci_low",
+    "share_ci_high",
+    "box_area",
+]
 
 
 def share_rows(records: dict, cfg) -> list[dict]:
@@ -204,15 +164,29 @@ def share_rows(records: dict, cfg) -> list[dict]:
         shares = np.array([s for s in rec["hand_shares"] if s is not None], np.float64)
         areas = [a for a, s in zip(rec["hand_areas"], rec["hand_shares"]) if s is not None]
         ci = mean_interval(shares, cfg.bootstrap, cfg.confidence, SEED) if len(shares) else [None, None]
-        r = lambda x: None if x is None else round(float(x), 4)
-        out.append({"model": name, "R": R, "eval_dataset": d, "domain": "in-domain" if rec["in_domain"] else "cross-domain",
-                    "images": len(rec["hand_shares"]), "with_hand": len(shares),
-                    "share": r(shares.mean()) if len(shares) else None, "share_ci_low": r(ci[0]), "share_ci_high": r(ci[1]),
-                    "box_area": r(np.mean(areas)) if areas else None})
+
+        def r(x):
+            return None if x is None else round(float(x), 4)
+
+        out.append(
+            {
+                "model": name,
+                "R": R,
+                "eval_dataset": d,
+                "domain": "in-domain" if rec["in_domain"] else "cross-domain",
+                "images": len(rec["hand_shares"]),
+                "with_hand": len(shares),
+                "share": r(shares.mean()) if len(shares) else None,
+                "share_ci_low": r(ci[0]),
+                "share_ci_high": r(ci[1]),
+                "box_area": r(np.mean(areas)) if areas else None,
+            }
+        )
     return out
 
 
-def _overlay(ax, image, cam, title, ok):
+def overlay(ax, image, cam, title, ok):
+    """An image with its heat map over it, titled green when the prediction is right."""
     ax.imshow(image)
     h = image.shape[0]
     ax.imshow(np.asarray(cam), cmap="jet", alpha=0.45, extent=(-0.5, h - 0.5, h - 0.5, -0.5), interpolation="bilinear")
@@ -225,7 +199,8 @@ def firsts(true: list[str]) -> list[int]:
     return [true.index(t) for t in dict.fromkeys(true)]
 
 
-def _figure(x: np.ndarray, info: dict, path: Path) -> None:
+def figure(x: np.ndarray, info: dict, path: Path) -> None:
+    """One model's maps on one test set: the first sampled image of each letter and its map."""
     show = firsts(info["true"])
     n = len(show)
     fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3.1), squeeze=False)
@@ -233,47 +208,12 @@ def _figure(x: np.ndarray, info: dict, path: Path) -> None:
         t, p = info["true"][i], info["pred"][i]
         axes[0, j].imshow(x[i])
         axes[0, j].axis("off")
-        _overlay(axes[1, j], x[i], info["cams"][i], f"{t} -> {p}", t == p)
+        overlay(axes[1, j], x[i], info["cams"][i], f"{t} -> {p}", t == p)
     where = "in-domain" if info["in_domain"] else "cross-domain"
-    fig.suptitle(f"{info['model']}@{info['R']} seed {info['seed']} on {info['eval_dataset']} test ({where}): "
-                 "true -> predicted", fontsize=8)
+    fig.suptitle(
+        f"{info['model']}@{info['R']} seed {info['seed']} on {info['eval_dataset']} test ({where}): true -> predicted",
+        fontsize=8,
+    )
     fig.tight_layout()
     save(fig, path, dpi=100)
     plt.close(fig)
-
-
-def _overview(ctx: Context, records: dict, imgs, root: Path) -> None:
-    """The paper's figure: for each single-dataset model at the lowest resolution that has
-    remedies (else the lowest), and its remedies (the hand-crop model on its crops),
-    OVERVIEW letters in-domain and as many on another dataset."""
-    R = min(ctx.preset.augment.resolutions + ctx.preset.block5.resolutions or ctx.preset.train_resolutions)
-    kinds = ("single", "augmented", "fine-tuned", "hand crop")
-    rows = [(n, d) for n, RR, _ in ctx.plan.gradcam_models() if RR == R and parse(n).kind in kinds
-            for d in [parse(n).sources[0]]]
-    rows.sort(key=lambda x: (ctx.plan.dataset_names.index(x[1]), x[0] != x[1]))
-    pairs = []
-    for n, d in rows:
-        other = next((o for o in ctx.plan.dataset_names if o != d and (n, R, o) in records), None)
-        if other and (n, R, d) in records:
-            pairs.append((n, d, other))
-    spec = {"kind": "gradcam-overview", "version": VERSION,
-            "inputs": fingerprint([records[n, R, e]["fingerprint"] for n, d, o in pairs for e in (d, o)])}
-    marker = root / "figures" / "overview.json"
-    if not pairs or is_done(marker, spec, force=ctx.force):
-        return
-    k = OVERVIEW
-    fig, axes = plt.subplots(len(pairs), 2 * k, figsize=(1.25 * 2 * k, 1.45 * len(pairs) + 0.3), squeeze=False)
-    for row, (n, d, o) in enumerate(pairs):
-        for j, e in enumerate((d, o)):
-            rec = records[n, R, e]
-            x, _ = imgs(e, R, parse(n).input == "crop")
-            for col, i in enumerate(firsts(rec["true"])[:k]):
-                ax = axes[row, j * k + col]
-                _overlay(ax, x[i], rec["cams"][i], f"{rec['true'][i]} -> {rec['pred'][i]}", rec["true"][i] == rec["pred"][i])
-            axes[row, j * k].text(-0.08, 0.5, f"{n}@{R}\non {e}", transform=axes[row, j * k].transAxes, fontsize=6,
-                                  ha="right", va="center", rotation=90)
-    fig.suptitle("Grad-CAM on block 5 (first seed): the same letters in-domain (left) and on another dataset (right); "
-                 "true -> predicted", fontsize=8)
-    fig.tight_layout()
-    files = save_figure(fig, root, "overview")
-    mark_done(marker, spec, files, models=[n for n, _, _ in pairs], R=R)

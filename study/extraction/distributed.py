@@ -42,16 +42,19 @@ _barriers = itertools.count()
 
 
 def initialize(coordinator: str, processes: int, process_id: int) -> None:
+    """Join this process to the JAX process group at `coordinator`; ConfigError if process_id is out of range."""
     if not 0 <= process_id < processes:
         raise ConfigError(f"--process-id {process_id} is not in 0..{processes - 1}")
     jax.distributed.initialize(coordinator, processes, process_id, heartbeat_timeout_seconds=HEARTBEAT_SECONDS)
 
 
 def index() -> int:
+    """This process's index in the JAX process group."""
     return jax.process_index()
 
 
 def count() -> int:
+    """The number of processes in the JAX process group."""
     return jax.process_count()
 
 
@@ -85,8 +88,10 @@ def barrier(name: str) -> None:
         for p in sorted(waiting):
             at = _get(client, f"study/barrier/{k}/{p}")
             if at is not None and at != name:
-                raise ProcessFailed(f"process {p} is at step {at!r}, process {me} at {name!r}: the processes "
-                                    "run different commands or options")
+                raise ProcessFailed(
+                    f"process {p} is at step {at!r}, process {me} at {name!r}: the processes "
+                    "run different commands or options"
+                )
             if at is not None:
                 waiting.discard(p)
         if waiting:

@@ -41,8 +41,9 @@ class Extractor:
     paths, study.network.conv) compiled once. `direct=True` keeps XLA's convolution on every layer
     (the matrix product on tiny maps): the path before Winograd, for comparisons (`bench`)."""
 
-    def __init__(self, weights: weights_lib.Weights, batch: int, width: float = 1.0, maps: bool = False,
-                 direct: bool = False):
+    def __init__(
+        self, weights: weights_lib.Weights, batch: int, width: float = 1.0, maps: bool = False, direct: bool = False
+    ):
         if width == 1.0:
             backbone = weights_lib.imagenet_backbone(weights)
         else:  # the tiny VGG of the tests: random weights, nothing to load
@@ -73,8 +74,15 @@ class Extractor:
             frozen = FrozenVGG16(self.backbone, resolution, paths=self.paths(resolution))
             graphdef, state = nnx.split(frozen)
             state = jax.device_put(state, self._replicated)
-            fn = (lambda s, x: nnx.merge(graphdef, s).features_and_maps(x)) if self.maps else (lambda s, x: nnx.merge(graphdef, s)(x))
-            self._frozen[resolution] = jax.jit(fn, in_shardings=(self._replicated, self._data), out_shardings=self._data), state
+            fn = (
+                (lambda s, x: nnx.merge(graphdef, s).features_and_maps(x))
+                if self.maps
+                else (lambda s, x: nnx.merge(graphdef, s)(x))
+            )
+            self._frozen[resolution] = (
+                jax.jit(fn, in_shardings=(self._replicated, self._data), out_shardings=self._data),
+                state,
+            )
         return self._frozen[resolution]
 
     def submit(self, x_BxRxRx3: np.ndarray) -> tuple[jax.Array, int]:
@@ -91,10 +99,18 @@ class Extractor:
         return np.asarray(out[0] if self.maps else out)[:n]
 
 
-def compute(ctx: Context, extractor: Extractor, load: pipeline.LoadBatch, out: Path, spec: dict, desc: str,
-            view=None, feed: pipeline.Feed | None = None) -> dict:
-    """Features of every record of `load` into `out/feats.npy` (+ labels, + block-4 maps when
-    the extractor returns them), then the marker. `view(images, indices)`: an augmentation.
+def compute(
+    ctx: Context,
+    extractor: Extractor,
+    load: pipeline.LoadBatch,
+    files: store.FeatureFiles,
+    spec: dict,
+    desc: str,
+    view=None,
+    feed: pipeline.Feed | None = None,
+) -> dict:
+    """Features of every record of `load` into the unit's `files` (features, labels, and block-4
+    maps when the extractor returns them), then the marker. `view(images, indices)`: an augmentation.
 
     Batches come from study.datasets.pipeline: the stage's `feed`, or workers of their own (decoded in
     `ctx.workers` processes). Started as several processes (study.extraction.distributed), each computes
@@ -104,22 +120,22 @@ def compute(ctx: Context, extractor: Extractor, load: pipeline.LoadBatch, out: P
     n = load.n
     proc, procs = distributed.index(), distributed.count()
     R = load.R
-    if (load.batch, load.R, load.r, load.flip) != (extractor.batch, spec["R"], spec["r"], spec["flip"]):
-        raise ValueError(f"{desc}: the batches (size {load.batch}, R={load.R}, r={load.r}, flip={load.flip}) are not "
-                         f"the unit's (size {extractor.batch}, R={spec['R']}, r={spec['r']}, flip={spec['flip']})")
+    if load.batch != extractor.batch:  # the batches are the unit's (the features stage makes them from its Unit)
+        raise ValueError(f"{desc}: batches of {load.batch} images for an extractor compiled for {extractor.batch}")
     stream = feed.batches(load) if feed is not None else pipeline.batches(load, ctx.workers, shard=(proc, procs))
-    rows = {"feats.npy": ((extractor.features_dim,), np.float32), "labels.npy": ((), np.int64)}
+    out = files.root
+    rows = {files.feats: ((extractor.features_dim,), np.float32), files.labels: ((), np.int64)}
     if extractor.maps:
-        rows["maps.npy"] = (extractor.maps_shape(R), np.float32)
+        rows[files.maps] = (extractor.maps_shape(R), np.float32)
     mine = sum(load.size(b) for b in range(proc, len(load), procs))  # images of this process's batches
     out.mkdir(parents=True, exist_ok=True)
-    arrays = {f: _new_array(_shard(out, f, proc), (mine,) + shape, dtype) for f, (shape, dtype) in rows.items()}
+    arrays = {f: _new_array(_shard(f, proc), (mine,) + shape, dtype) for f, (shape, dtype) in rows.items()}
     t0 = time.perf_counter()
     pending = None
 
     def write(at, fut, m):
         outs = fut if extractor.maps else (fut,)
-        for f, o in zip(["feats.npy", "maps.npy"], outs):
+        for f, o in zip([files.feats, files.maps], outs):
             arrays[f][at : at + m] = np.asarray(o)[:m]
         bar.update(m)
 
@@ -129,7 +145,7 @@ def compute(ctx: Context, extractor: Extractor, load: pipeline.LoadBatch, out: P
             at = s // extractor.batch // procs * extractor.batch  # every earlier batch of mine is full
             if view is not None:
                 x = view(x, np.arange(s, s + len(x)))
-            arrays["labels.npy"][at : at + len(x)] = batch["labels"]
+            arrays[files.labels][at : at + len(x)] = batch["labels"]
             job = (at, *extractor.submit(x))  # runs while the next batch is decoded
             if pending is not None:
                 write(*pending)
@@ -140,21 +156,31 @@ def compute(ctx: Context, extractor: Extractor, load: pipeline.LoadBatch, out: P
     for a in arrays.values():
         if isinstance(a, np.memmap):
             a.flush()
-    del arrays
+    arrays.clear()  # the memory maps closed before process 0 gathers the files
     distributed.barrier(f"computed {out}")
     if proc == 0:
         for f, (shape, dtype) in rows.items():
-            _gather(out, f, load, procs, (n,) + shape, dtype)
+            _gather(f, load, procs, (n,) + shape, dtype)
         rate = n / seconds if seconds > 0 else float("nan")
-        mark_done(out / "unit.json", spec, [out / f for f in ["feats.npy", "maps.npy"] if f in rows] + [out / "labels.npy"],
-                  images=n, seconds=round(seconds, 2), images_per_second=round(rate, 2), devices=extractor.devices,
-                  processes=procs, backend=jax.default_backend(), conv_paths=list(extractor.paths(R)))
+        mark_done(
+            files.marker,
+            spec,
+            [f for f in [files.feats, files.maps] if f in rows] + [files.labels],
+            images=n,
+            seconds=round(seconds, 2),
+            images_per_second=round(rate, 2),
+            devices=extractor.devices,
+            processes=procs,
+            backend=jax.default_backend(),
+            conv_paths=list(extractor.paths(R)),
+        )
     distributed.barrier(f"marked {out}")
-    return read_marker(out / "unit.json")
+    return read_marker(files.marker)
 
 
-def _shard(out: Path, name: str, proc: int) -> Path:
-    return out / f"{name}.partial{proc}"
+def _shard(path: Path, proc: int) -> Path:
+    """Where process `proc` writes its share of the file `path`."""
+    return path.with_name(f"{path.name}.partial{proc}")
 
 
 def _new_array(path: Path, shape: tuple, dtype):
@@ -167,63 +193,50 @@ def _new_array(path: Path, shape: tuple, dtype):
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
 
 
-def _gather(out: Path, name: str, load, procs: int, shape: tuple, dtype) -> None:
-    """Process 0: the processes' shards of `name`, batch b from process b mod procs, as one file."""
+def _gather(path: Path, load, procs: int, shape: tuple, dtype) -> None:
+    """Process 0: the processes' shards of `path`, batch b from process b mod procs, as one file."""
     if procs == 1:
-        _shard(out, name, 0).rename(out / name)
+        _shard(path, 0).rename(path)
         return
-    whole = _new_array(out / (name + ".partial"), shape, dtype)
+    partial = path.with_name(path.name + ".partial")
+    whole = _new_array(partial, shape, dtype)
     for p in range(procs):
-        part = np.load(_shard(out, name, p), mmap_mode="r")
+        part = np.load(_shard(path, p), mmap_mode="r")
         at = 0
         for b in range(p, len(load), procs):
             m = load.size(b)
             whole[b * load.batch : b * load.batch + m] = part[at : at + m]
             at += m
         del part
-        _shard(out, name, p).unlink()
+        _shard(path, p).unlink()
     if isinstance(whole, np.memmap):
         whole.flush()
     del whole
-    (out / (name + ".partial")).rename(out / name)
+    partial.rename(path)
 
 
-def compute_from_maps(ctx: Context, unit: Unit, out: Path, spec: dict) -> dict:
+def compute_from_maps(ctx: Context, unit: Unit, files: store.FeatureFiles, spec: dict) -> dict:
     """A fine-tuned block 5's features of a unit, from the prepared backbone's cached block-4
     maps of the same images: block 5 only, about 9% of a forward pass."""
-    train_ds, R, seed, _ = unit.model
-    maps, labels = store.load_maps(ctx, unit.dataset, unit.split, unit.R, unit.r)
+    train_ds, R, seed = unit.model
+    maps, labels = store.load_maps(ctx, Unit(unit.dataset, unit.split, unit.R, unit.r))
     block5 = Block5(rngs=nnx.Rngs(0)).load(store.block5_arrays(ctx, train_ds, R, seed))
     t0 = time.perf_counter()
     feats = predict_logits(block5, maps, block5.features_dim)  # block 5's pooled output, fixed batches
     seconds = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "labels.npy", labels)
-    np.save(out / "feats.npy", np.asarray(feats, np.float32))
+    files.root.mkdir(parents=True, exist_ok=True)
+    np.save(files.labels, labels)
+    np.save(files.feats, np.asarray(feats, np.float32))
     n = len(labels)
-    mark_done(out / "unit.json", spec, [out / "feats.npy", out / "labels.npy"], images=n, seconds=round(seconds, 2),
-              images_per_second=round(n / seconds, 2) if seconds > 0 else float("nan"), devices=jax.device_count(),
-              backend=jax.default_backend(), from_maps=True)
-    return read_marker(out / "unit.json")
-
-
-def compute_landmarks(ctx: Context, unit: Unit, out: Path, spec: dict) -> dict:
-    """The landmark classifier's input for a split (study.core.hand.landmark_vectors; of an
-    augmented view of every hand for `unit.view` > 0) from the hands stage's cached landmarks, in record order, with the records' labels and where a hand
-    was found: no image is read, no backbone runs."""
-    from study.datasets import open_builder
-    from study.datasets.build import read_index
-
-    t0 = time.perf_counter()
-    x, found = store.landmark_table(ctx, unit.dataset, unit.split, unit.view)
-    labels = np.asarray(read_index(open_builder(ctx, unit.dataset))[unit.split]["label"], np.int64)
-    if len(labels) != len(x):
-        raise RuntimeError(f"{unit}: {len(x)} landmark rows for {len(labels)} images; run the hands stage with --force")
-    out.mkdir(parents=True, exist_ok=True)
-    for name, a in (("feats.npy", x), ("labels.npy", labels), ("found.npy", found)):
-        np.save(out / name, a)
-    seconds = time.perf_counter() - t0
-    mark_done(out / "unit.json", spec, [out / f for f in ("feats.npy", "labels.npy", "found.npy")], images=len(x),
-              found=int(found.sum()), seconds=round(seconds, 2), images_per_second=round(len(x) / max(seconds, 1e-9), 2),
-              devices=0, backend="numpy")
-    return read_marker(out / "unit.json")
+    mark_done(
+        files.marker,
+        spec,
+        [files.feats, files.labels],
+        images=n,
+        seconds=round(seconds, 2),
+        images_per_second=round(n / seconds, 2) if seconds > 0 else float("nan"),
+        devices=jax.device_count(),
+        backend=jax.default_backend(),
+        from_maps=True,
+    )
+    return read_marker(files.marker)

@@ -89,8 +89,9 @@ def _bilinear(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, border: str) ->
         inside = ((yy >= 0) & (yy < h) & (xx >= 0) & (xx < w))[..., None]
         return np.where(inside, img[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)], 0.0)
 
-    return ((at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx) * (1 - fy)
-            + (at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx) * fy)
+    return (at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx) * (1 - fy) + (
+        at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    ) * fy
 
 
 def warp(image: np.ndarray, cx: float, cy: float, side: float, rotation: float, size: int, border: str) -> np.ndarray:
@@ -112,7 +113,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ix = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
     iy = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
     inter = ix * iy
-    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])
+
+    def area(r):
+        return (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])
+
     return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 
@@ -167,14 +171,17 @@ def model_files(folder: Path | None = None) -> dict[str, Path]:
     out = {}
     for role, (name, want) in MODEL_FILES.items():
         path = folder / name
-        how = (f"they come inside the {WHEEL} wheel: `pip download {WHEEL} --no-deps -d /tmp/mp && unzip -j "
-               f"/tmp/mp/mediapipe-*.whl 'mediapipe/modules/*/{name}' -d {folder}` (study/hands/models/README.md)")
+        how = (
+            f"they come inside the {WHEEL} wheel: `pip download {WHEEL} --no-deps -d /tmp/mp && unzip -j "
+            f"/tmp/mp/mediapipe-*.whl 'mediapipe/modules/*/{name}' -d {folder}` (study/hands/models/README.md)"
+        )
         if not path.is_file():
             raise WeightsError(f"the hand {role} model {path} is missing; {how}")
         got = hashlib.sha256(path.read_bytes()).hexdigest()
         if got != want:
-            raise WeightsError(f"the hand {role} model {path} is not the expected file (sha256 {got}, "
-                               f"expected {want}); {how}")
+            raise WeightsError(
+                f"the hand {role} model {path} is not the expected file (sha256 {got}, expected {want}); {how}"
+            )
         out[role] = path
     return out
 
@@ -185,6 +192,7 @@ class HandLandmarker:
 
     @classmethod
     def load(cls, folder: Path | None = None, threads: int = 1) -> "HandLandmarker":
+        """A landmarker with the palm and landmark models from `folder` (the default model files if None)."""
         files = model_files(folder)
         return cls(str(files["palm"]), str(files["landmark"]), threads)
 
@@ -212,9 +220,14 @@ class HandLandmarker:
         x = warp(image, w / 2, h / 2, side, 0.0, PALM_SIZE, "zero") / 255
         boxes, scores = self._run(self.palm, x, self._palm_out)
         pad_x, pad_y = (1 - w / side) / 2, (1 - h / side) / 2
-        unbox = lambda p: (p - [pad_x, pad_y]) / [1 - 2 * pad_x, 1 - 2 * pad_y]
-        return [Palm(p.score, np.concatenate([unbox(p.box[:2]), unbox(p.box[2:])]), unbox(p.keypoints))
-                for p in decode_palms(boxes, scores)]
+
+        def unbox(p):
+            return (p - [pad_x, pad_y]) / [1 - 2 * pad_x, 1 - 2 * pad_y]
+
+        return [
+            Palm(p.score, np.concatenate([unbox(p.box[:2]), unbox(p.box[2:])]), unbox(p.keypoints))
+            for p in decode_palms(boxes, scores)
+        ]
 
     @staticmethod
     def region(palm: Palm, w: int, h: int) -> tuple[float, float, float, float]:
@@ -229,6 +242,7 @@ class HandLandmarker:
         return float(cx), float(cy), float(max(bw, bh) * ROI_SCALE), float(rotation)
 
     def hand(self, image: np.ndarray, palm: Palm) -> Hand:
+        """The hand's 21 landmarks (image-normalised), presence and handedness in the region of `palm`."""
         h, w = image.shape[:2]
         cx, cy, side, rotation = self.region(palm, w, h)
         x = warp(image, cx, cy, side, rotation, LANDMARK_SIZE, BORDER) / 255

@@ -40,15 +40,6 @@ from study.core.hand import MODEL_FILES, to_stored
 from study.core.units import fingerprint, is_done, mark_done, read_marker
 from study.hands.detector import Hand, HandLandmarker
 
-FIELDS = ("landmarks", "presence", "left", "palm", "tried", "size")
-# Where a unit lives and what identifies it are study.core.store's (the stages meet there).
-models_id, unit_spec = store.hands_models_id, store.hands_spec
-
-
-def unit_dir(cache_dir: Path, dataset_fingerprint: str, split: str) -> Path:
-    return store.hands_dir(cache_dir, dataset_fingerprint, split)
-
-
 # --- one image --------------------------------------------------------------------------------
 
 
@@ -85,18 +76,31 @@ def detect(landmarker: HandLandmarker, image: np.ndarray, tries) -> tuple[Hand |
 
 
 def row(hand: Hand | None, tried: int, image: np.ndarray) -> dict[str, np.ndarray]:
+    """One image's stored row: landmarks, presence, left-hand probability, palm score, try, size (NaN if no hand)."""
     h, w = image.shape[:2]
     if hand is None:
-        return {"landmarks": np.full((21, 3), np.nan, np.float32), "presence": np.float32(0), "left": np.float32(np.nan),
-                "palm": np.float32(0), "tried": np.int8(-1), "size": np.array([w, h], np.int32)}
+        return {
+            "landmarks": np.full((21, 3), np.nan, np.float32),
+            "presence": np.float32(0),
+            "left": np.float32(np.nan),
+            "palm": np.float32(0),
+            "tried": np.int8(-1),
+            "size": np.array([w, h], np.int32),
+        }
     left = hand.handedness_score if hand.handedness == "Left" else 1 - hand.handedness_score
-    return {"landmarks": hand.landmarks.astype(np.float32), "presence": np.float32(hand.presence),
-            "left": np.float32(left), "palm": np.float32(hand.palm_score), "tried": np.int8(tried),
-            "size": np.array([w, h], np.int32)}
+    return {
+        "landmarks": hand.landmarks.astype(np.float32),
+        "presence": np.float32(hand.presence),
+        "left": np.float32(left),
+        "palm": np.float32(hand.palm_score),
+        "tried": np.int8(tried),
+        "size": np.array([w, h], np.int32),
+    }
 
 
 def stacked(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {f: np.stack([r[f] for r in rows]) if rows else _empty(f) for f in FIELDS}
+    """The rows stacked per field of store.HANDS_FIELDS (empty arrays if there are none)."""
+    return {f: np.stack([r[f] for r in rows]) if rows else _empty(f) for f in store.HANDS_FIELDS}
 
 
 def _empty(field: str) -> np.ndarray:
@@ -146,7 +150,7 @@ class Chunks:
         archive, landmarker = _archives[self.archive], _landmarker[0]
         c = self.todo[j]
         rows = []
-        for f in self.files[c * self.size:(c + 1) * self.size]:
+        for f in self.files[c * self.size : (c + 1) * self.size]:
             image = np.asarray(decode(archive.read(f)))
             rows.append(row(*detect(landmarker, image, self.tries), image))
         return {"chunk": c, **stacked(rows)}
@@ -154,23 +158,27 @@ class Chunks:
 
 @dataclasses.dataclass
 class Unit:
-    """The landmarks of one prepared split: where they go, what identifies them, its files."""
+    """The landmarks of one prepared split: where they go (study.core.store.hand_files), what
+    identifies them (study.core.store.hands_spec), the images' files and their archive."""
 
     name: str  # for messages: "<dataset>/<split>"
-    directory: Path
+    where: store.HandFiles
     spec: dict[str, Any]
     files: tuple[str, ...]
     archive: tuple[str, str]
 
     @property
     def marker(self) -> Path:
-        return self.directory / "unit.json"
+        """Path of this unit's done marker."""
+        return self.where.marker
 
     @property
     def parts(self) -> Path:
-        return self.directory / f"parts-{fingerprint(self.spec)}"
+        """The folder of this unit's chunk parts, under its spec's fingerprint."""
+        return self.where.parts(fingerprint(self.spec))
 
     def done(self, force: bool = False) -> bool:
+        """Whether the unit is marked done with this spec (never when `force`)."""
         return is_done(self.marker, self.spec, force=force)
 
     def jobs(self, size: int, tries) -> Chunks:
@@ -183,8 +191,8 @@ class Unit:
 def compute(unit: Unit, jobs: Chunks, batches: Iterator[dict], echo=print) -> dict[str, Any]:
     """Write each chunk of `batches` (the outputs of `jobs`) as it comes, then the unit."""
     start = time.perf_counter()
-    if unit.directory.is_dir():  # an older unit's files, or parts of another spec
-        for p in unit.directory.iterdir():
+    if unit.where.root.is_dir():  # an older unit's files, or parts of another spec
+        for p in unit.where.root.iterdir():
             if p != unit.parts:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     unit.parts.mkdir(parents=True, exist_ok=True)
@@ -193,16 +201,27 @@ def compute(unit: Unit, jobs: Chunks, batches: Iterator[dict], echo=print) -> di
     computed = 0
     for out in batches:
         computed += len(out["tried"])
-        write_bytes_atomic(unit.parts / f"{out['chunk']:06d}.npz", _npz({f: out[f] for f in FIELDS}))
+        write_bytes_atomic(
+            unit.where.part(fingerprint(unit.spec), out["chunk"]), _npz({f: out[f] for f in store.HANDS_FIELDS})
+        )
     parts = sorted(unit.parts.glob("*.npz"))
-    arrays = stacked([]) if not parts else {f: np.concatenate([np.load(p)[f] for p in parts]) for f in FIELDS}
+    arrays = (
+        stacked([]) if not parts else {f: np.concatenate([np.load(p)[f] for p in parts]) for f in store.HANDS_FIELDS}
+    )
     if len(arrays["tried"]) != len(unit.files):
         raise RuntimeError(f"hands {unit.name}: {len(arrays['tried'])} rows for {len(unit.files)} images")
-    write_bytes_atomic(unit.directory / "hands.npz", _npz(arrays))
+    write_bytes_atomic(unit.where.arrays, _npz(arrays))
     seconds = round(time.perf_counter() - start, 2)
     found = int((arrays["tried"] >= 0).sum())
-    mark_done(unit.marker, unit.spec, [unit.directory / "hands.npz"], images=len(unit.files), found=found,
-              seconds=seconds, images_per_second=round(computed / max(seconds, 1e-9), 2))
+    mark_done(
+        unit.marker,
+        unit.spec,
+        [unit.where.arrays],
+        images=len(unit.files),
+        found=found,
+        seconds=seconds,
+        images_per_second=round(computed / max(seconds, 1e-9), 2),
+    )
     shutil.rmtree(unit.parts)
     return read_marker(unit.marker)
 
@@ -215,16 +234,12 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def load(directory: Path) -> dict[str, np.ndarray]:
-    """A finished unit's arrays (see the module's docstring)."""
-    return store.hands_arrays(directory)
-
-
 # --- what datasets.json says ------------------------------------------------------------------
 
 
-def summarize(per_split: dict[str, tuple[dict[str, np.ndarray], np.ndarray, tuple[str, ...]]],
-              tries, classes: list[str]) -> dict[str, Any]:
+def summarize(
+    per_split: dict[str, tuple[dict[str, np.ndarray], np.ndarray, tuple[str, ...]]], tries, classes: list[str]
+) -> dict[str, Any]:
     """Detection per split and class, which try found the hands, and every miss by file, from
     each split's (arrays, label indices, files)."""
     names = [t[0] for t in tries]
@@ -238,9 +253,13 @@ def summarize(per_split: dict[str, tuple[dict[str, np.ndarray], np.ndarray, tupl
             mine = labels == i
             if mine.any():
                 per_class[c] = {"images": int(mine.sum()), "found": int(hit[mine].sum())}
-        splits[split] = {"images": int(len(hit)), "found": int(hit.sum()), "rate": _rate(hit.sum(), len(hit)),
-                         "by_try": {n: int((arrays["tried"] == k).sum()) for k, n in enumerate(names)},
-                         "per_class": per_class}
+        splits[split] = {
+            "images": int(len(hit)),
+            "found": int(hit.sum()),
+            "rate": _rate(hit.sum(), len(hit)),
+            "by_try": {n: int((arrays["tried"] == k).sum()) for k, n in enumerate(names)},
+            "per_class": per_class,
+        }
         misses[split] = [files[i] for i in np.flatnonzero(~hit)]
         total, found = total + len(hit), found + int(hit.sum())
     out |= {"images": total, "found": found, "rate": _rate(found, total), "splits": splits, "misses": misses}
@@ -252,12 +271,15 @@ def _rate(found: int, images: int) -> float | None:
 
 
 def format_summary(name: str, summary: dict[str, Any]) -> str:
+    """One line for dataset `name`: hands found of images (share), per split, and per try."""
     parts = ", ".join(f"{s} {v['found']}/{v['images']}" for s, v in summary["splits"].items())
     tries = {}
     for v in summary["splits"].values():
         for n, k in v["by_try"].items():
             tries[n] = tries.get(n, 0) + k
     rate = summary["rate"]
-    return (f"{name}: a hand found in {summary['found']} of {summary['images']} images"
-            f"{f' ({100 * rate:.1f}%)' if rate is not None else ''}: {parts}; by try: "
-            + ", ".join(f"{n} {k}" for n, k in tries.items()))
+    return (
+        f"{name}: a hand found in {summary['found']} of {summary['images']} images"
+        f"{f' ({100 * rate:.1f}%)' if rate is not None else ''}: {parts}; by try: "
+        + ", ".join(f"{n} {k}" for n, k in tries.items())
+    )

@@ -76,7 +76,10 @@ def matrices(m: int, r: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for q in points:
         monic = _poly_mul(monic, [-q, Fraction(1)])
     C.append(monic)  # the point at infinity: the leading coefficient times prod (x - p)
-    as_float = lambda rows: np.array([[float(x) for x in row] for row in rows], np.float64)
+
+    def as_float(rows):
+        return np.array([[float(x) for x in row] for row in rows], np.float64)
+
     return as_float(AT), as_float(G), as_float(C)  # C listed by columns is B^T by rows
 
 
@@ -161,8 +164,9 @@ def conv3x3(x_BxHxWxC: jax.Array, prepared: jax.Array, path: str, padding=SAME) 
     ((top, bottom), (left, right)) in pixels (default: SAME)."""
     (pt, pb), (pl, pr) = padding
     if path == "xla":
-        return lax.conv_general_dilated(x_BxHxWxC, prepared, (1, 1), ((pt, pb), (pl, pr)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return lax.conv_general_dilated(
+            x_BxHxWxC, prepared, (1, 1), ((pt, pb), (pl, pr)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
     xp = jnp.pad(x_BxHxWxC, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     if path == "matmul":
         return _matmul(xp, prepared)

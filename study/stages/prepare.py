@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 from study.core.config import Preset
 from study.core.context import Context
-from study.datasets import DATASETS, DatasetError, fake
-from study.core import store
-from study.datasets.build import IMAGE_COLUMNS, build_dataset, format_summary, image_listing, summarize
 from study.core.files import held, provenance, write_csv_unless_same, write_json_unless_same
+from study.core.store import Results
+from study.datasets import DATASETS, DatasetError, fake
+from study.datasets.build import IMAGE_COLUMNS, build_dataset, format_summary, image_listing, summarize
 
 
 def run_stage(ctx: Context) -> None:
@@ -64,10 +64,10 @@ def prepare(
         echo(format_summary(name, summaries[name]))
     if not summaries:
         raise DatasetError(
-            f"none of the {preset.name} preset's datasets was found in {data_dir}.\n"
-            + where_to_put(preset, data_dir)
+            f"none of the {preset.name} preset's datasets was found in {data_dir}.\n" + where_to_put(preset, data_dir)
         )
-    _keep_hands(out_dir / "datasets.json", summaries)
+    results = Results(Path(out_dir))
+    _keep_hands(results.datasets, summaries)
     doc = {
         "preset": preset.name,
         "storage_size": preset.storage_size,
@@ -77,8 +77,8 @@ def prepare(
         "not_found": not_found,
         "provenance": provenance(),
     }
-    write_json_unless_same(out_dir / "datasets.json", doc)
-    write_csv_unless_same(out_dir / store.IMAGES, IMAGE_COLUMNS, images)
+    write_json_unless_same(results.datasets, doc)
+    write_csv_unless_same(results.images, IMAGE_COLUMNS, images)
     return doc
 
 
@@ -90,8 +90,12 @@ def _keep_hands(path: Path, summaries: dict[str, Any]) -> None:
         return
     for name, summary in summaries.items():
         before = old.get(name) if isinstance(old, dict) else None
-        if isinstance(before, dict) and "hands" in before and \
-                before.get("tfds_name") == summary["tfds_name"] and before.get("archive") == summary["archive"]:
+        if (
+            isinstance(before, dict)
+            and "hands" in before
+            and before.get("tfds_name") == summary["tfds_name"]
+            and before.get("archive") == summary["archive"]
+        ):
             summary["hands"] = before["hands"]
 
 
@@ -101,11 +105,14 @@ def where_to_put(preset: Preset, data_dir: Path) -> str:
     for name in preset.datasets:
         spec = DATASETS[name]
         folder = Path(data_dir) / spec.folder
-        how = (f"kaggle datasets download -d {spec.kaggle} -p {folder}" if spec.kaggle
-               else "any class-per-folder photo set, <class>/<image> (see data/README.md)")
+        how = (
+            f"kaggle datasets download -d {spec.kaggle} -p {folder}"
+            if spec.kaggle
+            else "any class-per-folder photo set, <class>/<image> (see data/README.md)"
+        )
         lines.append(f"  {folder}/\n      {name}: {how}")
-    lines.append("data/README.md has the layouts and licences. To try the whole pipeline on generated "
-                 "images first (about 5 minutes): python -m study.run all --preset smoke")
+    lines.append(
+        "data/README.md has the layouts and licences. To try the whole pipeline on generated "
+        "images first (about 5 minutes): python -m study.run all --preset smoke"
+    )
     return "\n".join(lines)
-
-

@@ -10,14 +10,20 @@ trains the heads on what they return, with the loop every head shares.
   that the saved head takes raw target features like every other model's.
 - `coral`: the affine map that gives source features the target's mean and covariance.
 - `pseudo_labels`: the confident predictions of a head on the target's images.
+- `self_train`: rounds of pseudo-labels, each training the heads anew on the source's rows and
+  the target rows each seed's head labelled confidently (a round's training is the caller's).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
+
+from study.core.labels import CANONICAL
+from study.network.model import predict_logits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +35,7 @@ class Standardise:
 
     @classmethod
     def of(cls, x: np.ndarray) -> "Standardise":
+        """Per-feature mean and standard deviation of `x` (std 1 where a feature never varies)."""
         x = np.asarray(x, np.float64)
         std = x.std(0)
         # A feature that never varies (a ReLU that is always off) stays at 0 instead of dividing by 0.
@@ -68,6 +75,7 @@ def coral(source: np.ndarray, target: np.ndarray, shrink: float) -> tuple[np.nda
 
 
 def apply(x: np.ndarray, affine: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """`x @ a + b` for the affine map (a, b), computed in float64, returned as float32."""
     a, b = affine
     return (np.asarray(x, np.float64) @ a + b).astype(np.float32)
 
@@ -80,3 +88,53 @@ def pseudo_labels(logits: np.ndarray, classes: list[int], confidence: float) -> 
     p /= p.sum(1, keepdims=True)
     keep = np.flatnonzero(p.max(1) >= confidence)
     return keep, np.asarray(classes)[p[keep].argmax(1)]
+
+
+# Trains one round: (round, table 1 x N x D, labels, each seed's row indices) -> the seeds' heads.
+Round = Callable[[int, np.ndarray, np.ndarray, list[np.ndarray]], list]
+
+
+def self_train(
+    heads: dict[int, object],
+    tx: np.ndarray,
+    ty: np.ndarray,
+    ux: np.ndarray,
+    classes: list[int],
+    rounds: int,
+    confidence: float,
+    train_round: Round,
+    echo=print,
+    title: str = "",
+) -> tuple[list, dict[int, list[dict]]]:
+    """Self-training from each seed's starting head (`heads`: seed -> head): `rounds` times,
+    each head pseudo-labels the target's unlabelled rows `ux` among `classes` (`pseudo_labels`),
+    and `train_round` trains every seed anew on the source's rows plus its own pseudo-labelled
+    rows (one table, each seed's rows). Returns the last round's result and, per seed, what
+    each round labelled (for pseudo.json)."""
+    seeds = list(heads)
+    done: dict[int, list[dict]] = {seed: [] for seed in seeds}
+    trained: list = []
+    for k in range(1, rounds + 1):
+        picked = {
+            seed: pseudo_labels(predict_logits(heads[seed], ux, len(CANONICAL)), classes, confidence) for seed in seeds
+        }
+        table = np.concatenate([tx] + [ux[i] for i, _ in picked.values()])
+        labels = np.concatenate([ty] + [y for _, y in picked.values()])
+        ends = np.cumsum([len(ty)] + [len(i) for i, _ in picked.values()])
+        rows = [np.concatenate([np.arange(len(ty)), np.arange(a, b)]) for a, b in zip(ends[:-1], ends[1:])]
+        for seed, (i, y) in picked.items():
+            done[seed].append(
+                {
+                    "round": k,
+                    "pseudo_labelled": len(i),
+                    "of": len(ux),
+                    "per_label": {CANONICAL[c]: int((y == c).sum()) for c in classes},
+                }
+            )
+        echo(
+            f"{title} round {k}: pseudo-labels for "
+            + ", ".join(f"{len(i)} of {len(ux)} (seed {seed})" for seed, (i, _) in picked.items())
+        )
+        trained = train_round(k, table[None], labels, rows)
+        heads = {seed: head for seed, (head, _, _) in zip(seeds, trained)}
+    return trained, done

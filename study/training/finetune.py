@@ -18,8 +18,8 @@ from flax import nnx
 
 from study.core.config import TrainConfig
 from study.datasets.images import model_input
-from study.training.fit import Schedule, fit
 from study.network.model import BLOCK5, Classifier
+from study.training.fit import Schedule, fit
 
 
 def trainable(path, value) -> bool:
@@ -43,8 +43,9 @@ def _images(source, R: int, batch: int, order: np.ndarray):
         yield np.stack([model_input(r["image"], R, R) for r in recs]), np.array([r["label"] for r in recs])
 
 
-def finetune(model: Classifier, train_source, val_source, R: int, cfg: TrainConfig, seed: int, workdir: Path,
-             log=print) -> tuple[Classifier, list[dict]]:
+def finetune(
+    model: Classifier, train_source, val_source, R: int, cfg: TrainConfig, seed: int, workdir: Path, log=print
+) -> tuple[Classifier, list[dict]]:
     """Train block 5 and the head on images; returns the model (best epoch) and the history."""
     batch = min(cfg.batch_size, len(train_source))
 
@@ -67,5 +68,16 @@ def finetune(model: Classifier, train_source, val_source, R: int, cfg: TrainConf
             total_correct += float(correct)
         return total_loss / m, total_correct / m
 
-    return fit(model, len(train_source), lambda order, rng: _images(train_source, R, batch, order), validate,
-               Schedule.of(cfg), seed, workdir, wrt=trainable, saved=changed, log=log, name=f"fine-tuning {R} px")
+    return fit(
+        model,
+        len(train_source),
+        lambda order, rng: _images(train_source, R, batch, order),
+        validate,
+        Schedule.of(cfg),
+        seed,
+        workdir,
+        wrt=trainable,
+        saved=changed,
+        log=log,
+        name=f"fine-tuning {R} px",
+    )

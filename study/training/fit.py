@@ -28,6 +28,7 @@ from flax import nnx
 
 from study.core.errors import TrainingDiverged
 from study.core.files import write_bytes_atomic
+from study.core.store import ModelFiles
 from study.network.model import SAVED, state_arrays, state_from_arrays
 
 
@@ -43,10 +44,12 @@ class Schedule:
 
     @classmethod
     def of(cls, cfg) -> "Schedule":
+        """The schedule with the fields of the same names taken from `cfg`."""
         return cls(*(getattr(cfg, f.name) for f in dataclasses.fields(cls)))
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write `arrays` as an .npz file to `path`, atomically."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_bytes_atomic(path, buf.getvalue())
@@ -76,9 +79,20 @@ def train_step(wrt):
 Batches = Callable[[np.ndarray, np.random.Generator], Iterator[tuple[np.ndarray, np.ndarray]]]
 
 
-def fit(model: nnx.Module, n: int, batches: Batches, validate: Callable[[nnx.Module], tuple[float, float]],
-        schedule: Schedule, seed: int, workdir: Path, *, wrt=nnx.Param, saved=SAVED, log=print,
-        name: str = "") -> tuple[nnx.Module, list[dict]]:
+def fit(
+    model: nnx.Module,
+    n: int,
+    batches: Batches,
+    validate: Callable[[nnx.Module], tuple[float, float]],
+    schedule: Schedule,
+    seed: int,
+    workdir: Path,
+    *,
+    wrt=nnx.Param,
+    saved=SAVED,
+    log=print,
+    name: str = "",
+) -> tuple[nnx.Module, list[dict]]:
     """Train `model`'s `wrt` parameters; returns the model holding the best epoch's and the history.
 
     `batches(order, rng)` yields (inputs, labels) for the training rows `order` (its length a
@@ -91,13 +105,13 @@ def fit(model: nnx.Module, n: int, batches: Batches, validate: Callable[[nnx.Mod
     best = state_arrays(nnx.state(model, saved))  # a copy: nnx.state aliases the live parameters
     history: list[dict] = []
     best_val, bad, start = np.inf, 0, 0
-    ckpt = workdir / "checkpoint.npz"
+    ckpt = ModelFiles(workdir).checkpoint
     if ckpt.is_file():
         with np.load(ckpt) as z:
             arrays = {k: z[k] for k in z.files}
         nnx.update(model, state_from_arrays(nnx.state(model, saved), arrays, "model"))
         nnx.update(optimizer, state_from_arrays(nnx.state(optimizer, nnx.OptState), arrays, "opt"))
-        best = {k[len("best"):]: v for k, v in arrays.items() if k.startswith("best")}
+        best = {k[len("best") :]: v for k, v in arrays.items() if k.startswith("best")}
         meta = json.loads(str(arrays["meta"]))
         history, best_val, bad, start = meta["history"], meta["best_val"], meta["bad"], meta["epoch"]
         log(f"{name}: resuming after epoch {start}")
@@ -123,8 +137,16 @@ def fit(model: nnx.Module, n: int, batches: Batches, validate: Callable[[nnx.Mod
             raise TrainingDiverged(f"{name}: training loss is {train_loss} at epoch {epoch + 1}; stopped")
         model.eval()
         val_loss, val_acc = validate(model)
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": float(np.mean(accs)),
-                        "val_loss": val_loss, "val_accuracy": val_acc, "seconds": round(time.perf_counter() - t0, 3)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "train_accuracy": float(np.mean(accs)),
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
         if val_loss < best_val:
             best_val, bad, best = val_loss, 0, state_arrays(nnx.state(model, saved))
         else:
@@ -132,7 +154,9 @@ def fit(model: nnx.Module, n: int, batches: Batches, validate: Callable[[nnx.Mod
         arrays = {f"model{k}": v for k, v in state_arrays(nnx.state(model, saved)).items()}
         arrays |= {f"opt{k}": v for k, v in state_arrays(nnx.state(optimizer, nnx.OptState)).items()}
         arrays |= {f"best{k}": v for k, v in best.items()}
-        arrays["meta"] = np.array(json.dumps({"history": history, "best_val": best_val, "bad": bad, "epoch": epoch + 1}))
+        arrays["meta"] = np.array(
+            json.dumps({"history": history, "best_val": best_val, "bad": bad, "epoch": epoch + 1})
+        )
         save_npz(ckpt, arrays)
     nnx.update(model, state_from_arrays(nnx.state(model, saved), best))
     model.eval()

@@ -66,14 +66,18 @@ def _epoch_program(graphdef, tx: optax.GradientTransformation):
 
     def merged(params, rest, train: bool):
         # Variables made afresh at this trace level (nnx refuses to mutate one made at another)
-        fresh = lambda tree: jax.tree.map(jnp.asarray, tree)
+        def fresh(tree):
+            return jax.tree.map(jnp.asarray, tree)
+
         model = nnx.merge(graphdef, fresh(params), *fresh(rest))
         model.train() if train else model.eval()
         return model
 
     def reseed(params, rest, dropout_seed):
         model = merged(params, rest, True)
-        nnx.reseed(model, dropout=jax.random.key(dropout_seed))  # as fit: the stream of (seed, epoch), counted on per step
+        nnx.reseed(
+            model, dropout=jax.random.key(dropout_seed)
+        )  # as fit: the stream of (seed, epoch), counted on per step
         return _rest(model)
 
     def member_loss(params, rest, x, y):
@@ -90,12 +94,14 @@ def _epoch_program(graphdef, tx: optax.GradientTransformation):
 
     def masked(active, new, old):
         """`new` for the active members, `old` for those stopped (scalars, such as AdamW's step count, are shared)."""
-        return jax.tree.map(lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b) if a.ndim else a,
-                            new, old)
+        return jax.tree.map(
+            lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b) if a.ndim else a, new, old
+        )
 
     @jax.jit
-    def epoch(params, rest, opt_state, active, table_VxNxD, labels_N, rows_SxMxB, views_SxMxB, dropout_seeds_M,
-              val_x, val_y):
+    def epoch(
+        params, rest, opt_state, active, table_VxNxD, labels_N, rows_SxMxB, views_SxMxB, dropout_seeds_M, val_x, val_y
+    ):
         rest = masked(active, jax.vmap(reseed)(params, rest, dropout_seeds_M), rest)  # stopped members keep theirs
 
         def step(carry, batch):
@@ -105,11 +111,16 @@ def _epoch_program(graphdef, tx: optax.GradientTransformation):
             (loss_M, (new_rest, acc_M)), g = grads(params, rest, x, y)
             updates, new_opt = tx.update(g, opt_state, params)
             new_params = optax.apply_updates(params, updates)
-            carry = (masked(active, new_params, params), masked(active, new_rest, rest), masked(active, new_opt, opt_state))
+            carry = (
+                masked(active, new_params, params),
+                masked(active, new_rest, rest),
+                masked(active, new_opt, opt_state),
+            )
             return carry, (loss_M, acc_M)
 
-        (params, rest, opt_state), (loss_SxM, acc_SxM) = jax.lax.scan(step, (params, rest, opt_state),
-                                                                      (rows_SxMxB, views_SxMxB))
+        (params, rest, opt_state), (loss_SxM, acc_SxM) = jax.lax.scan(
+            step, (params, rest, opt_state), (rows_SxMxB, views_SxMxB)
+        )
         val_loss, val_acc = jax.vmap(validate, in_axes=(0, 0, None, None))(params, rest, val_x, val_y)
         return params, rest, opt_state, loss_SxM.mean(0), acc_SxM.mean(0), val_loss, val_acc
 
@@ -133,9 +144,21 @@ def _checkpoint(path: Path, identity: str, seeds: list[int], log) -> dict[str, n
     return arrays
 
 
-def fit_group(heads: list[nnx.Module], seeds: list[int], table: np.ndarray, labels: np.ndarray,
-              rows: list[np.ndarray], val_x: np.ndarray, val_y: np.ndarray, schedule: Schedule, ckpt: Path,
-              *, log=print, names: list[str] | None = None, identity: str = "") -> list[tuple[nnx.Module, list[dict]]]:
+def fit_group(
+    heads: list[nnx.Module],
+    seeds: list[int],
+    table: np.ndarray,
+    labels: np.ndarray,
+    rows: list[np.ndarray],
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    schedule: Schedule,
+    ckpt: Path,
+    *,
+    log=print,
+    names: list[str] | None = None,
+    identity: str = "",
+) -> list[tuple[nnx.Module, list[dict]]]:
     """Train the `heads` (one per seed, of one kind and shape) together; each returned holding
     its best epoch's parameters, with its history.
 
@@ -162,12 +185,19 @@ def fit_group(heads: list[nnx.Module], seeds: list[int], table: np.ndarray, labe
     if arrays is not None:
         params = state_from_arrays(params, arrays, "params")
         rest = (state_from_arrays(rest[0], arrays, "stats"), rest[1])
-        opt_state = jax.tree.unflatten(jax.tree.structure(opt_state),
-                                       [jnp.asarray(arrays[f"opt{i}"]) for i in range(len(jax.tree.leaves(opt_state)))])
+        opt_state = jax.tree.unflatten(
+            jax.tree.structure(opt_state),
+            [jnp.asarray(arrays[f"opt{i}"]) for i in range(len(jax.tree.leaves(opt_state)))],
+        )
         meta = json.loads(str(arrays["meta"]))
         best = [{k: arrays[f"best{m}:{k}"] for k in best[m]} for m in range(M)]
         best_rest = [{k: arrays[f"bestrest{m}:{k}"] for k in best_rest[m]} for m in range(M)]
-        history, best_val, bad, start = meta["history"], np.array(meta["best_val"]), np.array(meta["bad"]), meta["epoch"]
+        history, best_val, bad, start = (
+            meta["history"],
+            np.array(meta["best_val"]),
+            np.array(meta["bad"]),
+            meta["epoch"],
+        )
         log(f"{', '.join(names)}: resuming after epoch {start}")
     batch = min(schedule.batch_size, n)
     steps = -(-n // batch)
@@ -186,17 +216,39 @@ def fit_group(heads: list[nnx.Module], seeds: list[int], table: np.ndarray, labe
             order = np.concatenate([order, order[: steps * batch - n]])
             order_views.append(rng.integers(0, len(table), len(order)) if len(table) > 1 else np.zeros(len(order), int))
             order_rows.append(rows[m][order])
-        shape = lambda a: jnp.asarray(np.stack(a).reshape(M, steps, batch).transpose(1, 0, 2))
+
+        def shape(a):
+            return jnp.asarray(np.stack(a).reshape(M, steps, batch).transpose(1, 0, 2))
+
         dropout = jnp.asarray([seed * DROPOUT_STRIDE + epoch for seed in seeds], jnp.uint32)
-        params, rest, opt_state, tl, ta, vl, va = program(params, rest, opt_state, jnp.asarray(active), table_j, labels_j,
-                                                          shape(order_rows), shape(order_views), dropout, val_xj, val_yj)
+        params, rest, opt_state, tl, ta, vl, va = program(
+            params,
+            rest,
+            opt_state,
+            jnp.asarray(active),
+            table_j,
+            labels_j,
+            shape(order_rows),
+            shape(order_views),
+            dropout,
+            val_xj,
+            val_yj,
+        )
         tl, ta, vl, va = (np.asarray(a, np.float64) for a in (tl, ta, vl, va))  # the epoch's one synchronisation
         seconds = round(time.perf_counter() - t0, 3)
         for m in np.flatnonzero(active):
             if not np.isfinite(tl[m]):
                 raise TrainingDiverged(f"{names[m]}: training loss is {tl[m]} at epoch {epoch + 1}; stopped")
-            history[m].append({"epoch": epoch + 1, "train_loss": float(tl[m]), "train_accuracy": float(ta[m]),
-                               "val_loss": float(vl[m]), "val_accuracy": float(va[m]), "seconds": seconds})
+            history[m].append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": float(tl[m]),
+                    "train_accuracy": float(ta[m]),
+                    "val_loss": float(vl[m]),
+                    "val_accuracy": float(va[m]),
+                    "seconds": seconds,
+                }
+            )
             if vl[m] < best_val[m]:
                 best_val[m], bad[m] = vl[m], 0
                 best[m], best_rest[m] = state_arrays(_member(params, m)), state_arrays(_member(rest[0], m))
@@ -206,9 +258,21 @@ def fit_group(heads: list[nnx.Module], seeds: list[int], table: np.ndarray, labe
         arrays |= {f"stats{k}": v for k, v in state_arrays(rest[0]).items()}
         arrays |= {f"opt{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(opt_state))}
         for m in range(M):
-            arrays |= {f"best{m}:{k}": v for k, v in best[m].items()} | {f"bestrest{m}:{k}": v for k, v in best_rest[m].items()}
-        arrays["meta"] = np.array(json.dumps({"history": history, "best_val": best_val.tolist(), "bad": bad.tolist(),
-                                              "epoch": epoch + 1, "identity": identity, "seeds": list(seeds)}))
+            arrays |= {f"best{m}:{k}": v for k, v in best[m].items()} | {
+                f"bestrest{m}:{k}": v for k, v in best_rest[m].items()
+            }
+        arrays["meta"] = np.array(
+            json.dumps(
+                {
+                    "history": history,
+                    "best_val": best_val.tolist(),
+                    "bad": bad.tolist(),
+                    "epoch": epoch + 1,
+                    "identity": identity,
+                    "seeds": list(seeds),
+                }
+            )
+        )
         save_npz(ckpt, arrays)
     out = []
     for m, head in enumerate(heads):

@@ -15,8 +15,11 @@ from study.stages.report.results import cell_evals, kind
 
 def _at_R(rows: list[dict]) -> dict[tuple, dict]:
     """Test-split rows at r = R by (model, R, eval dataset)."""
-    return {(r["train_dataset"], r["train_res"], r["eval_dataset"]): r for r in rows
-            if r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]}
+    return {
+        (r["train_dataset"], r["train_res"], r["eval_dataset"]): r
+        for r in rows
+        if r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]
+    }
 
 
 def _correct(ctx: Context, model: tuple, eval_ds: str) -> tuple[np.ndarray, list]:
@@ -26,7 +29,9 @@ def _correct(ctx: Context, model: tuple, eval_ds: str) -> tuple[np.ndarray, list
     return np.stack([np.asarray(e["y_true"]) == np.asarray(e["y_pred"]) for e in evs]).astype(float), evs[0]["y_true"]
 
 
-def paired(ctx: Context, preset, a: tuple, b: tuple, eval_ds: str, minus: tuple[tuple, tuple] | None = None) -> dict | None:
+def paired(
+    ctx: Context, preset, a: tuple, b: tuple, eval_ds: str, minus: tuple[tuple, tuple] | None = None
+) -> dict | None:
     """Accuracy of a minus b, each (model, R, r) scored on the same test images of `eval_ds`
     and averaged over its seeds, with the interval over the table's bootstrap resamples
     (docs/method.md); None where the two were scored on different images (other shared
@@ -39,7 +44,10 @@ def paired(ctx: Context, preset, a: tuple, b: tuple, eval_ds: str, minus: tuple[
         (cc, yc), (cd, yd) = _correct(ctx, minus[0], eval_ds), _correct(ctx, minus[1], eval_ds)
         if not ya == yc == yd:
             return None
-        ca, cb = ca.mean(0, keepdims=True) - cc.mean(0, keepdims=True), cb.mean(0, keepdims=True) - cd.mean(0, keepdims=True)
+        ca, cb = (
+            ca.mean(0, keepdims=True) - cc.mean(0, keepdims=True),
+            cb.mean(0, keepdims=True) - cd.mean(0, keepdims=True),
+        )
     gain, draws = paired_draws(ca, cb, preset.eval.bootstrap)
     return {"gain": gain, "ci": interval(draws, preset.eval.confidence), "draws": draws}
 
@@ -60,8 +68,16 @@ def multi_source_rows(rows: list[dict], effects: list[dict]) -> list[dict]:
     out = []
     for (t, R, e), r in at.items():
         if kind(r) == "multi-source" and e in parse(t).sources and (e, R, e) in at:
-            out.append({"model": f"{t}@{R}", "test": e, "accuracy": r["accuracy"], "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]],
-                        "alone": at[(e, R, e)]["accuracy"], "difference": paired_gain(effects, t, e, R, e)})
+            out.append(
+                {
+                    "model": f"{t}@{R}",
+                    "test": e,
+                    "accuracy": r["accuracy"],
+                    "ci": [r["accuracy_ci_low"], r["accuracy_ci_high"]],
+                    "alone": at[(e, R, e)]["accuracy"],
+                    "difference": paired_gain(effects, t, e, R, e),
+                }
+            )
     return out
 
 
@@ -76,18 +92,30 @@ def few_shot_rows(rows: list[dict], effects: list[dict]) -> list[dict]:
             continue
         key = (m.sources[0], e, R)
         if key not in out:
-            union = [x for (u, RR, ee), x in at.items() if RR == R and ee == e and kind(x) == "multi-source"
-                     and set(parse(u).sources) == {m.sources[0], e}]
-            out[key] = {"source": m.sources[0], "target": e, "R": R, "k0": at.get((m.sources[0], R, e), {}).get("accuracy"),
-                        "shots": {}, "all": union[0]["accuracy"] if union else None,
-                        "target_alone": at.get((e, R, e), {}).get("accuracy")}
+            union = [
+                x
+                for (u, RR, ee), x in at.items()
+                if RR == R and ee == e and kind(x) == "multi-source" and set(parse(u).sources) == {m.sources[0], e}
+            ]
+            out[key] = {
+                "source": m.sources[0],
+                "target": e,
+                "R": R,
+                "k0": at.get((m.sources[0], R, e), {}).get("accuracy"),
+                "shots": {},
+                "all": union[0]["accuracy"] if union else None,
+                "target_alone": at.get((e, R, e), {}).get("accuracy"),
+            }
         out[key]["shots"][str(m.k)] = r["accuracy"]
     for v in out.values():
         v["shots"] = dict(sorted(v["shots"].items(), key=lambda kv: int(kv[0])))
         k_max = list(v["shots"])[-1]
         v["k_max"] = int(k_max)
-        v["gain_k_max"] = (paired_gain(effects, f"{v['source']}+{k_max}shot({v['target']})", v["source"], v["R"], v["target"])
-                           if v["k0"] is not None else None)
+        v["gain_k_max"] = (
+            paired_gain(effects, f"{v['source']}+{k_max}shot({v['target']})", v["source"], v["R"], v["target"])
+            if v["k0"] is not None
+            else None
+        )
     return list(out.values())
 
 
@@ -117,7 +145,9 @@ def ordered_effects(effects: list[dict], expected_too: bool = True) -> dict[str,
         if expected_too or not expected(x):
             out.setdefault(x["question"], []).append(x)
     for xs in out.values():
-        xs.sort(key=lambda x: (x["domain"] != "cross-domain", x["verdict"] == "no clear difference", -abs(x["difference"])))
+        xs.sort(
+            key=lambda x: (x["domain"] != "cross-domain", x["verdict"] == "no clear difference", -abs(x["difference"]))
+        )
     return out
 
 
@@ -145,7 +175,11 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> tuple[list[dict], dic
     - remedy x test resolution: how a remedy changes the test-resolution effect at the lowest r,
       (remedy at r - remedy at R) - (baseline at r - baseline at R).
     """
-    at = {(r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]): r for r in rows if ":" not in r["eval_dataset"]}
+    at = {
+        (r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]): r
+        for r in rows
+        if ":" not in r["eval_dataset"]
+    }
     models = list(dict.fromkeys((t, R) for t, R, _, _ in at))
     tests = list(dict.fromkeys(e for _, _, e, _ in at))
     out = []
@@ -159,10 +193,21 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> tuple[list[dict], dic
         if d is None:
             return
         base = parse(b[0])
-        out.append({"question": question, "effect": effect, "test": e, "pair": [list(a), list(b)],
-                    "domain": "in-domain" if e in base.sources else "cross-domain", "target_images": target_images,
-                    "a": at[a[0], a[1], e, a[2]]["accuracy"], "b": at[b[0], b[1], e, b[2]]["accuracy"],
-                    "difference": d["gain"], "ci": d["ci"], "draws": d["draws"]})
+        out.append(
+            {
+                "question": question,
+                "effect": effect,
+                "test": e,
+                "pair": [list(a), list(b)],
+                "domain": "in-domain" if e in base.sources else "cross-domain",
+                "target_images": target_images,
+                "a": at[a[0], a[1], e, a[2]]["accuracy"],
+                "b": at[b[0], b[1], e, b[2]]["accuracy"],
+                "difference": d["gain"],
+                "ci": d["ci"],
+                "draws": d["draws"],
+            }
+        )
 
     for t, R in models:
         m = parse(t)
@@ -172,40 +217,91 @@ def effect_rows(rows: list[dict], ctx: Context, preset) -> tuple[list[dict], dic
                 add("remedy", f"{t}@{R} vs {plain}@{R} (augmented landmarks)", (t, R, R), (plain, R, R), e)
             elif m.kind == "landmarks":  # no R of its own: against the frozen model at each R
                 for RR in preset.train_resolutions:
-                    add("remedy", f"{t}@{R} vs {m.sources[0]}@{RR} (landmark classifier)", (t, R, R), (m.sources[0], RR, RR), e)
+                    add(
+                        "remedy",
+                        f"{t}@{R} vs {m.sources[0]}@{RR} (landmark classifier)",
+                        (t, R, R),
+                        (m.sources[0], RR, RR),
+                        e,
+                    )
             elif m.kind == "both views":
-                add("remedy", f"{t}@{R} vs {m.sources[0]}@{R} (hand crops and landmarks)", (t, R, R), (m.sources[0], R, R), e)
+                add(
+                    "remedy",
+                    f"{t}@{R} vs {m.sources[0]}@{R} (hand crops and landmarks)",
+                    (t, R, R),
+                    (m.sources[0], R, R),
+                    e,
+                )
             elif m.remedy:
                 b = m.sources[0]
-                what = {"augmented": "augmented views", "fine-tuned": "block 5 fine-tuned", "hand crop": "hand crops"}[m.kind]
+                what = {"augmented": "augmented views", "fine-tuned": "block 5 fine-tuned", "hand crop": "hand crops"}[
+                    m.kind
+                ]
                 add("remedy", f"{t}@{R} vs {b}@{R} ({what})", (t, R, R), (b, R, R), e)
                 rs = preset.eval_resolutions_for(R)
                 if len(rs) > 1:
                     r = rs[-1]
-                    add("remedy x test resolution", f"{t}@{R} vs {b}@{R}: effect of r = {r} instead of {R}",
-                        (t, R, r), (b, R, r), e, minus=((t, R, R), (b, R, R)))
+                    add(
+                        "remedy x test resolution",
+                        f"{t}@{R} vs {b}@{R}: effect of r = {r} instead of {R}",
+                        (t, R, r),
+                        (b, R, r),
+                        e,
+                        minus=((t, R, R), (b, R, R)),
+                    )
             elif m.kind == "adapted":
                 if e == m.target:
-                    add("remedy", f"{t}@{R} vs {m.sources[0]}@{R} ({ADAPTATIONS[m.adapt]} on {e}'s unlabelled images)",
-                        (t, R, R), (m.sources[0], R, R), e)
+                    add(
+                        "remedy",
+                        f"{t}@{R} vs {m.sources[0]}@{R} ({ADAPTATIONS[m.adapt]} on {e}'s unlabelled images)",
+                        (t, R, R),
+                        (m.sources[0], R, R),
+                        e,
+                    )
             elif m.kind == "few-shot":
-                ks = sorted({parse(x).k for x, RR in models if RR == R and parse(x).kind == "few-shot"
-                             and parse(x).sources == m.sources and parse(x).target == m.target})
+                ks = sorted(
+                    {
+                        parse(x).k
+                        for x, RR in models
+                        if RR == R
+                        and parse(x).kind == "few-shot"
+                        and parse(x).sources == m.sources
+                        and parse(x).target == m.target
+                    }
+                )
                 if m.k in (ks[0], ks[-1]) and e == m.target:
-                    add("target data", f"{t}@{R} vs {m.sources[0]}@{R} ({m.k} target image{'s' if m.k > 1 else ''} per letter)",
-                        (t, R, R), (m.sources[0], R, R), e, target_images=True)
+                    add(
+                        "target data",
+                        f"{t}@{R} vs {m.sources[0]}@{R} ({m.k} target image{'s' if m.k > 1 else ''} per letter)",
+                        (t, R, R),
+                        (m.sources[0], R, R),
+                        e,
+                        target_images=True,
+                    )
             elif m.kind == "multi-source":
                 for s in m.sources:
-                    added = f"all of {e}'s training images added" if e in m.sources and e != s else "union of training splits"
-                    add("target data", f"{t}@{R} vs {s}@{R} ({added})", (t, R, R), (s, R, R), e,
-                        target_images=e in m.sources and e != s)
+                    added = (
+                        f"all of {e}'s training images added"
+                        if e in m.sources and e != s
+                        else "union of training splits"
+                    )
+                    add(
+                        "target data",
+                        f"{t}@{R} vs {s}@{R} ({added})",
+                        (t, R, R),
+                        (s, R, R),
+                        e,
+                        target_images=e in m.sources and e != s,
+                    )
             if m.kind in ("single", "augmented", "fine-tuned", "hand crop"):
                 for r in preset.eval_resolutions_for(R)[1:]:
                     add("test resolution", f"{t}@{R} tested at r = {r} vs r = {R}", (t, R, r), (t, R, R), e)
             if m.kind == "single":
                 lower = [RR for tt, RR in models if tt == t and RR < R]
                 if lower:
-                    add("training resolution", f"{t}@{R} vs {t}@{max(lower)}", (t, R, R), (t, max(lower), max(lower)), e)
+                    add(
+                        "training resolution", f"{t}@{R} vs {t}@{max(lower)}", (t, R, R), (t, max(lower), max(lower)), e
+                    )
     family = correct(out, preset.eval.confidence)
     out.sort(key=lambda x: (x["verdict"] == "no clear difference", -abs(x["difference"])))
     return out, family
@@ -222,11 +318,22 @@ def correct(effects: list[dict], confidence: float) -> dict:
     1,000 resamples estimate well, where Holm's first threshold (0.05 / M) lies below the
     resolution of 1,000 resampled p-values."""
     if not effects:
-        return {"method": "max-|t| bootstrap simultaneous intervals", "family": 0, "critical": None, "verdicts_changed": 0}
-    c, cis = simultaneous(np.array([x["difference"] for x in effects]), np.stack([x.pop("draws") for x in effects]),
-                          confidence)
+        return {
+            "method": "max-|t| bootstrap simultaneous intervals",
+            "family": 0,
+            "critical": None,
+            "verdicts_changed": 0,
+        }
+    c, cis = simultaneous(
+        np.array([x["difference"] for x in effects]), np.stack([x.pop("draws") for x in effects]), confidence
+    )
     for x, ci in zip(effects, cis):
         x["ci_family"] = [float(ci[0]), float(ci[1])]
         x["verdict"], x["verdict_alone"] = verdict(x["ci_family"]), verdict(x["ci"])
-    return {"method": "max-|t| bootstrap simultaneous intervals", "family": len(effects), "confidence": confidence,
-            "critical": round(c, 4), "verdicts_changed": sum(x["verdict"] != x["verdict_alone"] for x in effects)}
+    return {
+        "method": "max-|t| bootstrap simultaneous intervals",
+        "family": len(effects),
+        "confidence": confidence,
+        "critical": round(c, 4),
+        "verdicts_changed": sum(x["verdict"] != x["verdict_alone"] for x in effects),
+    }

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from study.core.files import write_bytes_atomic
+from study.core.store import PaperFiles
 
 WIDE = 8  # columns from which a table gets a landscape page
 TEXT_MM = (170, 247)  # the text area of an A4 page with the margins below, width x height
@@ -35,8 +36,10 @@ _PREAMBLE = """#set document(title: {title}, date: none)
 #show figure.caption: set text(size: 9pt)
 #context [#metadata(counter(page).final().first()) <pages>]
 """
-_INLINE = re.compile(r"\*\*(?P<bold>.+?)\*\*|`(?P<code>[^`]+)`|(?<![\w*])\*(?P<em>[^*\s][^*]*?)\*(?![\w*])"
-                     r"|\[(?P<link>[^\]]+)\]\((?P<url>[^)\s]+)\)")
+_INLINE = re.compile(
+    r"\*\*(?P<bold>.+?)\*\*|`(?P<code>[^`]+)`|(?<![\w*])\*(?P<em>[^*\s][^*]*?)\*(?![\w*])"
+    r"|\[(?P<link>[^\]]+)\]\((?P<url>[^)\s]+)\)"
+)
 _IMAGE = re.compile(r"^!\[(?P<caption>[^\]]*)\]\((?P<path>[^)\s]+)\)$")
 
 
@@ -50,7 +53,7 @@ def inline(text: str) -> str:
     out, at = [], 0
     for m in _INLINE.finditer(text):
         if m.start() > at:
-            out.append(f"#{_str(text[at:m.start()])}")
+            out.append(f"#{_str(text[at : m.start()])}")
         if m["bold"] is not None:
             out.append(f"#strong[{inline(m['bold'])}]")
         elif m["code"] is not None:
@@ -76,8 +79,11 @@ def _table(lines: list[str]) -> str:
     size = "8pt" if len(head) <= 4 else "7pt" if len(head) <= WIDE else "5pt"
     cells = [f"table.header({', '.join(f'[{inline(c)}]' for c in head)})"]
     cells += [f"[{inline(c)}]" for row in body for c in row + [""] * (len(head) - len(row))]
-    table = (f"#text(size: {size})[#table(columns: {len(head)}, align: ({align},), inset: 3pt, stroke: 0.4pt + gray,\n  "
-             + ",\n  ".join(cells) + ")]")
+    table = (
+        f"#text(size: {size})[#table(columns: {len(head)}, align: ({align},), inset: 3pt, stroke: 0.4pt + gray,\n  "
+        + ",\n  ".join(cells)
+        + ")]"
+    )
     return f"#page(flipped: true)[\n{table}\n]" if len(head) > WIDE else table
 
 
@@ -134,23 +140,27 @@ def to_typst(markdown: str, root: Path) -> str:
             out.append("\n".join(f"- {inline(x)}" for x in items))
         else:
             j = i
-            while j < len(lines) and lines[j].strip() and not lines[j].startswith(("#", "|", "- ", "    ")) \
-                    and not _IMAGE.match(lines[j].strip()):
+            while (
+                j < len(lines)
+                and lines[j].strip()
+                and not lines[j].startswith(("#", "|", "- ", "    "))
+                and not _IMAGE.match(lines[j].strip())
+            ):
                 j += 1
             out.append(inline(" ".join(x.strip() for x in lines[i:j])))
             i = j
     return "\n\n".join(out) + "\n"
 
 
-def write_pdf(paper_dir: Path) -> Path:
-    """`paper_dir/paper.pdf` from `paper_dir/paper.md` and its figures."""
+def write_pdf(paper: PaperFiles | Path) -> Path:
+    """paper.pdf from paper.md and its figures, in the paper's folder."""
     import typst
 
-    paper_dir = Path(paper_dir)
-    source = to_typst((paper_dir / "paper.md").read_text(), paper_dir).encode()
-    pdf = typst.compile(source, root=str(paper_dir), ignore_system_fonts=True)
-    write_bytes_atomic(paper_dir / "paper.pdf", pdf)
-    return paper_dir / "paper.pdf"
+    paper = paper if isinstance(paper, PaperFiles) else PaperFiles(Path(paper))
+    source = to_typst(paper.md.read_text(), paper.root).encode()
+    pdf = typst.compile(source, root=str(paper.root), ignore_system_fonts=True)
+    write_bytes_atomic(paper.pdf, pdf)
+    return paper.pdf
 
 
 def pdf_facts(paper_dir: Path) -> dict:
@@ -159,8 +169,14 @@ def pdf_facts(paper_dir: Path) -> dict:
     import typst
 
     paper_dir = Path(paper_dir)
-    source = to_typst((paper_dir / "paper.md").read_text(), paper_dir).encode()
-    ask = lambda sel, field: json.loads(typst.query(source, sel, field=field, root=str(paper_dir), ignore_system_fonts=True))
+    source = to_typst(PaperFiles(paper_dir).md.read_text(), paper_dir).encode()
+
+    def ask(sel, field):
+        return json.loads(typst.query(source, sel, field=field, root=str(paper_dir), ignore_system_fonts=True))
+
     appendix = ask("<appendix>", "value")
-    return {"pages": ask("<pages>", "value")[0], "appendix_page": appendix[0] if appendix else None,
-            "images": ask("image", "source")}
+    return {
+        "pages": ask("<pages>", "value")[0],
+        "appendix_page": appendix[0] if appendix else None,
+        "images": ask("image", "source"),
+    }

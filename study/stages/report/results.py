@@ -22,30 +22,35 @@ def open_results(out_dir: Path) -> Context:
 
 def check_complete(ctx: Context) -> tuple[list[dict], list[dict]]:
     """The table's rows and the separability rows, or MissingResults naming each missing unit."""
-    plan, out_dir = ctx.plan, ctx.out_dir
+    plan, results = ctx.plan, ctx.results
     missing = []
     for n, R, seed in plan.model_seeds:
-        d = store.model_dir(ctx, n, R, seed)
-        if not (d / "unit.json").is_file() or not (d / "history.json").is_file():
+        files = store.model_files(ctx, n, R, seed)
+        if not files.marker.is_file() or not files.history.is_file():
             missing.append(f"model {n}@{R} seed {seed}")
-    rows = store.read_table(out_dir / "table.csv") if (out_dir / "table.csv").is_file() else []
+    rows = store.read_table(results.table) if results.table.is_file() else []
     have = {(r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]) for r in rows}
     missing += [f"table row {t}@{R} on {e} at r={r}" for t, R, e, r in plan.table_rows if (t, R, e, r) not in have]
-    separability = store.read_separability(out_dir / "separability.csv")
+    separability = store.read_separability(results.separability)
     have = {(r["dataset_a"], r["dataset_b"], r["R"], r["r"]) for r in separability}
-    missing += [f"separability of {a} and {b} at R={R}, r={r}" for a, b, R, r in plan.separability_rows
-                if (a, b, R, r) not in have]
-    if not (out_dir / "gradcam" / "figures" / "overview.png").is_file():
-        missing.append(f"the Grad-CAM overview ({out_dir / 'gradcam' / 'figures' / 'overview.png'}, made by evaluate)")
-    if plan.separability_pairs and not (out_dir / "cues.csv").is_file():
-        missing.append(f"the trivial-cue checks ({out_dir / 'cues.csv'}, made by evaluate)")
-    if plan.gradcam_models() and not (out_dir / "gradcam" / "hand_share.csv").is_file():
-        missing.append(f"Grad-CAM's share of heat on the hand ({out_dir / 'gradcam' / 'hand_share.csv'}, made by evaluate)")
+    missing += [
+        f"separability of {a} and {b} at R={R}, r={r}"
+        for a, b, R, r in plan.separability_rows
+        if (a, b, R, r) not in have
+    ]
+    if not results.gradcam_overview().is_file():
+        missing.append(f"the Grad-CAM overview ({results.gradcam_overview()}, made by evaluate)")
+    if plan.separability_pairs and not results.cues.is_file():
+        missing.append(f"the trivial-cue checks ({results.cues}, made by evaluate)")
+    if plan.gradcam_models() and not results.hand_share.is_file():
+        missing.append(f"Grad-CAM's share of heat on the hand ({results.hand_share}, made by evaluate)")
     if missing:
         head = "\n  ".join(missing[:30])
         more = f"\n  ... and {len(missing) - 30} more" if len(missing) > 30 else ""
-        raise MissingResults(f"results in {out_dir} are incomplete; nothing was written. Missing:\n  {head}{more}\n"
-                             f"Run `python -m study.run all --preset {ctx.preset.name}` to complete them.")
+        raise MissingResults(
+            f"results in {results.root} are incomplete; nothing was written. Missing:\n  {head}{more}\n"
+            f"Run `python -m study.run all --preset {ctx.preset.name}` to complete them."
+        )
     return rows, separability
 
 

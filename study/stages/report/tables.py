@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from study.core.names import RANDOM, parse
+from study.core.store import RESULTS, Results, name_of
 from study.stages.report.differences import QUESTION_TITLES, ordered_effects
 from study.stages.report.results import kind
 
@@ -13,7 +14,9 @@ from study.stages.report.results import kind
 def _cell(row: dict | None) -> str:
     if row is None:
         return "–"
-    return f"{row['accuracy']:.3f} [{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}] / {row['macro_f1']:.3f}"
+    return (
+        f"{row['accuracy']:.3f} [{row['accuracy_ci_low']:.3f}, {row['accuracy_ci_high']:.3f}] / {row['macro_f1']:.3f}"
+    )
 
 
 def comparison(rows: list[dict]) -> tuple[list[str], list[str], dict]:
@@ -28,12 +31,13 @@ def comparison(rows: list[dict]) -> tuple[list[str], list[str], dict]:
 
 
 def table_markdown(rows: list[dict], confidence: float, separability: list[dict] | None = None) -> str:
+    """The results table in Markdown: accuracy with interval and macro-F1 per model and test set."""
     models, cols, cells = comparison(rows)
     lines = [
-        f"Accuracy [{confidence * 100:g}% bootstrap interval] / macro-F1, mean over seeds. Rows: models (train dataset @ "
-        "training resolution R); columns: test set @ test resolution r (images area-downsampled to "
-        "r and resized back to R; – where r > R or not scored: a few-shot or adapted model is scored on its target only). "
-        "Across datasets only shared labels count.",
+        f"Accuracy [{confidence * 100:g}% bootstrap interval] / macro-F1, mean over seeds. Rows: models "
+        "(train dataset @ training resolution R); columns: test set @ test resolution r (images area-downsampled to "
+        "r and resized back to R; – where r > R or not scored: a few-shot or adapted model is scored on its "
+        "target only). Across datasets only shared labels count.",
         "",
         "| model | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -41,20 +45,40 @@ def table_markdown(rows: list[dict], confidence: float, separability: list[dict]
     lines += [f"| {m} | " + " | ".join(_cell(cells.get((m, c))) for c in cols) + " |" for m in models]
     abl = ablation_rows(rows)
     if abl:
-        lines += ["", "Leakage ablation: the same images and seeds, split by frame blocks vs at random.", "",
-                  "| dataset @ R | frame-block split | random split | inflation |", "|---|---|---|---|"]
-        lines += [f"| {a['dataset']}@{a['R']} | {a['block']:.3f} | {a['random']:.3f} | {a['inflation']:+.3f} |" for a in abl]
+        lines += [
+            "",
+            "Leakage ablation: the same images and seeds, split by frame blocks vs at random.",
+            "",
+            "| dataset @ R | frame-block split | random split | inflation |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {a['dataset']}@{a['R']} | {a['block']:.3f} | {a['random']:.3f} | {a['inflation']:+.3f} |" for a in abl
+        ]
     if separability:
         rs = sorted({x["r"] for x in separability}, reverse=True)
-        lines += ["", "Domain separability: accuracy [95% interval] of a linear classifier, trained on the training splits "
-                  "at R, telling the two datasets' test images apart at r (balanced per label; chance 0.5).", "",
-                  "| datasets @ R | " + " | ".join(f"r = {r}" for r in rs) + " |", "|---|" + "---|" * len(rs)]
-        for (a, b) in dict.fromkeys((x["dataset_a"], x["dataset_b"]) for x in separability):
+        lines += [
+            "",
+            "Domain separability: accuracy [95% interval] of a linear classifier, trained on the training splits "
+            "at R, telling the two datasets' test images apart at r (balanced per label; chance 0.5).",
+            "",
+            "| datasets @ R | " + " | ".join(f"r = {r}" for r in rs) + " |",
+            "|---|" + "---|" * len(rs),
+        ]
+        for a, b in dict.fromkeys((x["dataset_a"], x["dataset_b"]) for x in separability):
             for R in sorted({x["R"] for x in separability}):
                 cell = {x["r"]: x for x in separability if (x["dataset_a"], x["dataset_b"], x["R"]) == (a, b, R)}
-                lines.append(f"| {a} vs {b} @ {R} | " + " | ".join(
-                    f"{cell[r]['accuracy']:.3f} [{cell[r]['accuracy_ci_low']:.3f}, {cell[r]['accuracy_ci_high']:.3f}]"
-                    if r in cell else "–" for r in rs) + " |")
+                lines.append(
+                    f"| {a} vs {b} @ {R} | "
+                    + " | ".join(
+                        f"{cell[r]['accuracy']:.3f} [{cell[r]['accuracy_ci_low']:.3f}, "
+                        f"{cell[r]['accuracy_ci_high']:.3f}]"
+                        if r in cell
+                        else "–"
+                        for r in rs
+                    )
+                    + " |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -73,7 +97,9 @@ def headline_markdown(rows: list[dict], numbers: dict) -> str:
 
 def in_domain_markdown(rows: list[dict], numbers: dict) -> str:
     """(a) Each frozen model's accuracy on its own test set and on the other datasets' at r = R."""
-    frozen = [r for r in rows if kind(r) == "single" and r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]]
+    frozen = [
+        r for r in rows if kind(r) == "single" and r["eval_res"] == r["train_res"] and ":" not in r["eval_dataset"]
+    ]
     tests = list(dict.fromkeys(r["eval_dataset"] for r in frozen))
     models = list(dict.fromkeys((r["train_dataset"], r["train_res"]) for r in frozen))
     cells = {(r["train_dataset"], r["train_res"], r["eval_dataset"]): r for r in frozen}
@@ -104,13 +130,17 @@ def remedies_markdown(numbers: dict) -> str:
     for x in numbers["effects"]:
         m = _VS.match(x["effect"]) if x["question"] in ("remedy", "target data") else None
         if m:
-            what = re.sub(r"all of \w+'s training images added|union of training splits", "union of the training splits",
-                          m["what"])
+            what = re.sub(
+                r"all of \w+'s training images added|union of training splits",
+                "union of the training splits",
+                m["what"],
+            )
             remedies.setdefault((f"{m['a']}@{m['R']}", f"{m['b']}@{m['Rb']}", what), {})[x["test"]] = x
     lines = [
         "(b) Each remedy against its frozen baseline (same dataset, R and seeds): the paired difference in accuracy "
         "[simultaneous 95% interval, corrected for every effect the study weighs] at r = R on the same test images, on "
-        "the baseline's own test set and on the other dataset's. A few-shot or adapted model is scored on its target only.",
+        "the baseline's own test set and on the other dataset's. A few-shot or adapted model is scored on its target "
+        "only.",
         "",
         "| remedy | model | vs | own test set | other dataset's test set |",
         "|---|---|---|---:|---:|",
@@ -130,32 +160,59 @@ def _remedy_order(a: str, b: str, what: str) -> tuple:
     """Remedies without target labels first (augmentation, block 5, hand crops, landmarks,
     adaptation), then few-shot by k, then the union."""
     m = parse(a.split("@")[0])
-    rank = {"augmented": 0, "fine-tuned": 1, "hand crop": 2, "both views": 3, "landmarks": 4, "adapted": 5, "few-shot": 6,
-            "multi-source": 7}.get(m.kind, 8)
+    rank = {
+        "augmented": 0,
+        "fine-tuned": 1,
+        "hand crop": 2,
+        "both views": 3,
+        "landmarks": 4,
+        "adapted": 5,
+        "few-shot": 6,
+        "multi-source": 7,
+    }.get(m.kind, 8)
     return rank, m.k, int(a.split("@")[1]), int(b.split("@")[1]), b
 
 
 def hand_share_markdown(rows: list[dict]) -> str:
     """Grad-CAM's share of heat in the hand's box, per model and test set (gradcam/hand_share.csv)."""
-    lines = ["| model | test set | | images with a hand | share of heat in the hand's box [95% interval] | box's share of the image |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = [
+        "| model | test set | | images with a hand | share of heat in the hand's box [95% interval] | box's share of "
+        "the image |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     for r in rows:
         share = "–" if r["share"] is None else _interval(r["share"], r["share_ci_low"], r["share_ci_high"])
         area = "–" if r["box_area"] is None else f"{r['box_area']:.3f}"
-        lines.append(f"| {r['model']}@{r['R']} | {r['eval_dataset']} | {r['domain']} | {r['with_hand']} of {r['images']} | "
-                     f"{share} | {area} |")
+        lines.append(
+            f"| {r['model']}@{r['R']} | {r['eval_dataset']} | {r['domain']} | {r['with_hand']} of {r['images']} | "
+            f"{share} | {area} |"
+        )
     return "\n".join(lines)
 
 
 def ablation_rows(rows: list[dict]) -> list[dict]:
+    """Per random-feature ablation row: its accuracy, the trained baseline's at the same R, and the difference."""
     out = []
     for r in rows:
         if r["train_dataset"].endswith(RANDOM):
             base = r["train_dataset"].removesuffix(RANDOM)
-            block = next(x for x in rows if x["train_dataset"] == base and x["eval_dataset"] == base
-                         and x["train_res"] == r["train_res"] and x["eval_res"] == r["train_res"])
-            out.append({"dataset": base, "R": r["train_res"], "block": block["accuracy"], "random": r["accuracy"],
-                        "inflation": round(r["accuracy"] - block["accuracy"], 4)})
+            block = next(
+                x
+                for x in rows
+                if x["train_dataset"] == base
+                and x["eval_dataset"] == base
+                and x["train_res"] == r["train_res"]
+                and x["eval_res"] == r["train_res"]
+            )
+            out.append(
+                {
+                    "dataset": base,
+                    "R": r["train_res"],
+                    "block": block["accuracy"],
+                    "random": r["accuracy"],
+                    "inflation": round(r["accuracy"] - block["accuracy"], 4),
+                }
+            )
     return out
 
 
@@ -164,6 +221,7 @@ def _tex(s: str) -> str:
 
 
 def table_latex(rows: list[dict]) -> str:
+    """The results table as a LaTeX tabular, marked as generated."""
     models, cols, cells = comparison(rows)
     head = " & ".join(_tex(c) for c in cols)
     body = []
@@ -171,13 +229,24 @@ def table_latex(rows: list[dict]) -> str:
         vals = []
         for c in cols:
             r = cells.get((m, c))
-            vals.append("--" if r is None else f"{r['accuracy']:.3f} [{r['accuracy_ci_low']:.3f}, {r['accuracy_ci_high']:.3f}]")
+            vals.append(
+                "--" if r is None else f"{r['accuracy']:.3f} [{r['accuracy_ci_low']:.3f}, {r['accuracy_ci_high']:.3f}]"
+            )
         body.append(f"{_tex(m)} & " + " & ".join(vals) + r" \\")
-    return "\n".join([
-        r"% Generated by `python -m study.run report` from results/<preset>/table.csv; do not edit.",
-        r"\begin{tabular}{l" + "c" * len(cols) + "}", r"\toprule", f"model & {head} " + r"\\", r"\midrule",
-        *body, r"\bottomrule", r"\end{tabular}", ""])
-
+    return "\n".join(
+        [
+            f"% Generated by `python -m study.run report` from {RESULTS}/<preset>/{name_of(Results, 'table')}; do not "
+            "edit.",
+            r"\begin{tabular}{l" + "c" * len(cols) + "}",
+            r"\toprule",
+            f"model & {head} " + r"\\",
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            "",
+        ]
+    )
 
 
 def resolution_markdown(rows: list[dict]) -> str:
@@ -186,14 +255,21 @@ def resolution_markdown(rows: list[dict]) -> str:
     frozen = [r for r in rows if kind(r) == "single" and ":" not in r["eval_dataset"]]
     rs = sorted({r["eval_res"] for r in frozen}, reverse=True)
     cells = {(r["train_dataset"], r["train_res"], r["eval_dataset"], r["eval_res"]): r["accuracy"] for r in frozen}
-    lines = ["(c) Accuracy of each frozen model (trained at R) on each test set at test resolution r (images "
-             "area-downsampled to r and resized back to R), mean over seeds; – where r > R. Intervals: the full table "
-             "(appendix).", "", "| model | test set | " + " | ".join(f"r = {r}" for r in rs) + " |",
-             "|---|---|" + "---:|" * len(rs)]
+    lines = [
+        "(c) Accuracy of each frozen model (trained at R) on each test set at test resolution r (images "
+        "area-downsampled to r and resized back to R), mean over seeds; – where r > R. Intervals: the full table "
+        "(appendix).",
+        "",
+        "| model | test set | " + " | ".join(f"r = {r}" for r in rs) + " |",
+        "|---|---|" + "---:|" * len(rs),
+    ]
     for t, R, e in dict.fromkeys((t, R, e) for t, R, e, _ in cells):
         where = "own" if e == t else "other"
-        lines.append(f"| {t}@{R} | {e} ({where}) | " + " | ".join(
-            f"{cells[t, R, e, r]:.3f}" if (t, R, e, r) in cells else "–" for r in rs) + " |")
+        lines.append(
+            f"| {t}@{R} | {e} ({where}) | "
+            + " | ".join(f"{cells[t, R, e, r]:.3f}" if (t, R, e, r) in cells else "–" for r in rs)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -204,9 +280,17 @@ def effects_markdown(effects: list[dict]) -> str:
     for q, xs in ordered_effects(effects).items():
         if not xs:
             continue
-        out += [f"**{QUESTION_TITLES[q]}** ({len(xs)})", "",
-                "| effect | test set | difference | 95% interval | simultaneous 95% interval | verdict |", "|---|---|---:|---:|---:|---|"]
-        out += [f"| {x['effect']} | {x['test']} ({x['domain']}) | {x['difference']:+.3f} | [{x['ci'][0]:+.3f}, {x['ci'][1]:+.3f}] | "
-                f"[{x['ci_family'][0]:+.3f}, {x['ci_family'][1]:+.3f}] | {x['verdict']} |" for x in xs]
+        out += [
+            f"**{QUESTION_TITLES[q]}** ({len(xs)})",
+            "",
+            "| effect | test set | difference | 95% interval | simultaneous 95% interval | verdict |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        out += [
+            f"| {x['effect']} | {x['test']} ({x['domain']}) | {x['difference']:+.3f} | [{x['ci'][0]:+.3f}, "
+            f"{x['ci'][1]:+.3f}] | "
+            f"[{x['ci_family'][0]:+.3f}, {x['ci_family'][1]:+.3f}] | {x['verdict']} |"
+            for x in xs
+        ]
         out.append("")
     return "\n".join(out).rstrip("\n")
