@@ -28,7 +28,8 @@ from typing import NamedTuple
 from study import runtime
 from study.core.config import PRESETS, RECORD, get_preset
 from study.core.errors import StudyError
-from study.core.store import CACHE_DIR, TFDS_DIR, WEIGHTS_DIR, Results, default_out, name_of
+from study.core.names import FOLDER_NAME_RULE
+from study.core.store import CACHE_DIR, TFDS_DIR, WEIGHTS_DIR, Results, default_out, name_of, require_home
 
 
 class Command(NamedTuple):
@@ -113,6 +114,7 @@ def context(args: argparse.Namespace):
         folder=Path(args.folder) if getattr(args, "folder", None) else None,
         folder_name=getattr(args, "name", None),
         folder_labels_only=getattr(args, "folder_labels_only", False),
+        every_r=getattr(args, "every_r", False),
         bench_images=getattr(args, "images", 512),
         bench_record=getattr(args, "record", False),
     )
@@ -142,7 +144,17 @@ def parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helps[name])
         if name == "score":
             s.add_argument("--folder", required=True, help="<dir>/<class>/<image> or <dir>/<split>/<class>/<image>")
-            s.add_argument("--name", help="name of the results folder (default: the folder's name)")
+            s.add_argument(
+                "--name",
+                help=f"name of the results folder: {FOLDER_NAME_RULE} (default: the folder's name, lower-cased, "
+                "every other run of characters made _)",
+            )
+            s.add_argument(
+                "--every-r",
+                action="store_true",
+                help="score every test resolution r <= R as well (the study's resolution sweep; default: "
+                "each model at its own resolution R only)",
+            )
             s.add_argument(
                 "--folder-labels-only",
                 action="store_true",
@@ -221,11 +233,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse_outside_checkout(args: argparse.Namespace, preset: str) -> None:
+    """A command that reads what prepare wrote, in a default results folder that lacks it with no
+    checkout of the study found (study.core.store.require_home): one line saying to run from the
+    repository, set STUDY_HOME or pass --out, before anything is written into the working folder."""
+    if args.command in ("hands", "features", "train", "evaluate", "report", "score", "bench") and not args.out:
+        require_home(preset, "--out")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command in `argv`; exit status 0, 2 on a study error, 130 when interrupted."""
     args = parser().parse_args(argv)
     try:
         ctx = context(args)  # an unknown preset, dataset or resolution stops here, before any library loads
+        _refuse_outside_checkout(args, ctx.preset.name)
         runtime.set_up(jax=args.command != "report")  # the report never imports jax
         from study.core.files import held
 
@@ -245,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return 0
 
+
+if __name__ == "__mp_main__":  # a worker process (grain's): spawn imports the main module first, as __mp_main__
+    import signal
+
+    # Ctrl-C reaches the workers too; the main process alone stops (it closes them, study.datasets.pipeline).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,5 @@
-"""The process set-up of a study run: the allocator, logging, JAX's random streams, quiet
-libraries, the group of processes of a multi-process run and the results folder's check.
+"""The process set-up of a study run: Ctrl-C kept, the allocator, logging, JAX's random streams,
+quiet libraries, the group of processes of a multi-process run and the results folder's check.
 
 Called by the command line (study.run) and the tests (tests/conftest.py), so that both start
 the study the same way. Nothing here catches the study's errors: study.run alone turns them
@@ -8,22 +8,53 @@ into exit codes.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from study.core.errors import ConfigError
 
 
 def set_up(jax: bool = True) -> None:
-    """The allocator, logging, JAX's configuration (unless `jax` is False) and quiet libraries, in that order."""
+    """Ctrl-C kept, the allocator, logging, JAX's configuration (unless `jax` is False) and quiet
+    libraries, in that order."""
+    keep_interrupts()
     tune_allocator()
     configure_logging()
     if jax:
         configure_jax()
     quiet_libraries()
+
+
+def keep_interrupts() -> None:
+    """Ctrl-C that lands in a finalizer stops the program all the same.
+
+    Python cannot raise an exception out of a `__del__` method or a garbage-collector callback:
+    it hands it to sys.unraisablehook, which prints it ("Exception ignored in ..."), and goes
+    on. Ctrl-C pressed while one runs (JAX runs one at every collection; grain's iterators stop
+    their worker processes in `__del__`) was so printed and lost: a traceback, and the run went
+    on. This hook raises it again in the main thread 50 ms later (by then the finalizer has
+    returned; at once, it could land in the next one), where study.run turns it into
+    "interrupted". Every other exception goes to the hook there was before. Idempotent: set up
+    once however often it is called."""
+    previous = sys.unraisablehook
+    if getattr(previous, "keeps_interrupts", False):
+        return
+
+    def hook(unraisable) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            later = threading.Timer(0.05, _thread.interrupt_main)
+            later.daemon = True  # never holds the program's exit
+            later.start()
+        else:
+            previous(unraisable)
+
+    hook.keeps_interrupts = True
+    sys.unraisablehook = hook
 
 
 def quiet_libraries() -> None:

@@ -153,3 +153,32 @@ def test_committed_hand_detection_is_whole_and_the_docs_quote_it():
             assert sum(got["by_try"].values()) == got["found"]
         plain = sum(s["by_try"]["plain"] for s in h["splits"].values()) / h["images"]
         assert f"{100 * h['rate']:.1f}% of `{name}`'s ({100 * plain:.1f}% by the plain try" in method, name
+
+
+def test_score_scores_every_kind_of_model_whose_heads_are_committed():
+    """`score` in a fresh clone plans every kind of model the study trains but the few-shot,
+    adapted and ablation ones (study.core.plan.NOT_SCORABLE), and scores those whose files are
+    committed: their heads are the ones their records name; the others (the fine-tuned blocks
+    5, 28 MB a seed, and the heads .gitignore leaves out) are named as absent."""
+    import subprocess
+
+    from study.core import store
+    from study.core.context import Context
+    from study.core.names import parse
+    from study.core.plan import NOT_SCORABLE
+
+    ctx = Context.of_results(REPO / "results" / "cpu", echo=lambda s: None)
+    tracked = set(
+        subprocess.run(["git", "ls-files", "results/cpu"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    )
+    table = {(r["train_dataset"], int(r["train_res"])) for r in store.read_table(ctx.results.table)}
+    kinds = {parse(n).kind for n, _ in table} - set(NOT_SCORABLE)
+    scorable = ctx.plan.scorable()
+    assert {parse(n).kind for n, _, _ in scorable} == kinds and {(n, R) for n, R, _ in scorable} <= table
+    for name, R, seed in store.scorable(ctx):
+        files = store.model_files(ctx, name, R, seed)
+        assert str(files.head.relative_to(REPO)) in tracked, files.head
+        store.model_record(ctx, name, R, seed)  # the head is the one its record names, byte for byte
+    for name, R, seed in store.absent_scorable(ctx):
+        files = store.model_files(ctx, name, R, seed)
+        assert parse(name).remedy == "ft5" or str(files.head.relative_to(REPO)) not in tracked, files.head

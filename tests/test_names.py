@@ -7,7 +7,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from study.core.config import CPU, SMOKE
-from study.core.names import LANDMARKS_R, Model, dataset_pairs, folder, model_names, parse, preset_models, skipped
+from study.core.names import (
+    FOLDER_NAME_RULE,
+    LANDMARKS_R,
+    Model,
+    dataset_pairs,
+    folder,
+    folder_results_name,
+    model_names,
+    parse,
+    preset_models,
+    skipped,
+)
 
 ASL = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"del", "nothing", "space"}
 LEX = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ") | {"nothing"}
@@ -130,3 +141,15 @@ def test_names_that_say_nothing_known_are_refused():
 def test_remedy_resolutions_must_be_model_resolutions():
     with pytest.raises(ValueError, match="remedy resolution 32"):
         dataclasses.replace(CPU, block5=dataclasses.replace(CPU.block5, resolutions=(32,)))
+
+
+def test_one_rule_for_a_scored_folders_name_given_or_derived():
+    assert "lower-case letters, digits, - and _" in FOLDER_NAME_RULE
+    for good in ("six-flo", "my_photos", "2024-a"):
+        assert folder_results_name("whatever", good) == good
+    for bad in ("Six", "a/b", "-x", "_x", "../up", "", "café"):
+        assert folder_results_name("whatever", bad) is None
+    assert folder_results_name("My Photos-2024") == "my_photos-2024"
+    assert folder_results_name("Ünïcode !") == "n_code" and folder_results_name("!!!") == "photos"
+    for derived in ("My Photos-2024", "x__y", "A B C"):  # a derived name follows the rule a given one must
+        assert folder_results_name("x", folder_results_name(derived)) == folder_results_name(derived)

@@ -120,23 +120,32 @@ def test_models_and_their_evaluations():
     assert plan.classes("asl_alphabet+asl_photos") == list(range(27))
 
 
-def test_a_folder_is_scored_by_every_model_but_few_shot_and_ablation():
+def test_a_folder_is_scored_by_every_kind_of_model_but_few_shot_adapted_and_ablation_at_r_equal_R():
     datasets = two_datasets() | {"my_photos": summary({"test": ["A", "B", "Y"]})}
     plan = Plan(CPU, datasets)
     assert "my_photos" not in plan.dataset_names  # not a dataset of the preset
     assert plan.folder_units("my_photos") == [
+        Unit("my_photos", "test", R, R, hand=h) for R in (64, 128) for h in ("", "crop")
+    ] + [Unit("my_photos", "test", 0, 0, hand="landmarks")]
+    assert plan.folder_units("my_photos", every_r=True) == [
         Unit("my_photos", "test", R, r, hand=h)
         for R in (64, 128)
         for h in ("", "crop")
         for r in CPU.eval_resolutions_for(R)
     ] + [Unit("my_photos", "test", 0, 0, hand="landmarks")]
     scorable = plan.scorable()
-    assert not [n for n, _, _ in scorable if "shot(" in n or n.endswith("+random") or "+landmarks" in n or "/aug8" in n]
+    kinds = {parse(n).kind for n, _, _ in scorable}
+    assert kinds == {parse(n).kind for n, _ in plan.models} - {"few-shot", "adapted", "ablation"}
+    assert {"both views", "fine-tuned", "augmented", "hand crop", "single", "multi-source"} <= kinds
     assert {n for n, _, _ in scorable if "/hand" in n or "/landmarks" in n} == {
-        f"{d}/{x}" for d in ("asl_alphabet", "asl_photos") for x in ("hand", "landmarks")
+        f"{d}/{x}"
+        for d in ("asl_alphabet", "asl_photos")
+        for x in ("hand", "landmarks", "hand+landmarks", "landmarks/aug8")
     }
-    evals = plan.evaluations(scorable, ["my_photos"])
-    assert {e.dataset for e in evals} == {"my_photos"}
+    evals = plan.evaluations(scorable, ["my_photos"], every_r=False)
+    assert {e.dataset for e in evals} == {"my_photos"} and all(e.r == e.R for e in evals)
+    assert len(evals) == len(scorable)
+    evals = plan.evaluations(scorable, ["my_photos"])  # the resolution sweep (score --every-r)
     assert len(evals) == sum(len(CPU.eval_resolutions_for(R)) for _, R, _ in scorable)  # every r <= R
 
 

@@ -15,6 +15,7 @@ import pytest
 from smoke import args, context, layout
 from study import run
 from study.core.labels import CANONICAL
+from study.core.names import parse
 
 pytestmark = pytest.mark.slow  # every test here uses the smoke run
 
@@ -75,20 +76,13 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     printed = capsys.readouterr().out
     out = layout(smoke)["out"] / "score" / "my_photos"
     rows = list(csv.DictReader(open(out / "table.csv")))
-    # every model but the few-shot ones and the ablation, which belong to the study's datasets
-    singles = {"asl_alphabet", "synthetic_asl_alphabet", "asl_photos"}
-    assert {r["train_dataset"] for r in rows} == singles | {
-        "asl_alphabet+synthetic_asl_alphabet+asl_photos",
-        "asl_alphabet+synthetic_asl_alphabet",
-        "asl_alphabet+asl_photos",
-        "synthetic_asl_alphabet+asl_photos",
-    } | {f"{d}/{x}" for d in singles for x in ("aug2", "ft5", "hand")} | {
-        n for n, R in context(smoke).plan.models if n.endswith("/landmarks")
-    }  # where the smoke images held a hand
+    plan = context(smoke).plan
+    # every kind of model but the few-shot and adapted ones and the ablation, which belong to the study's datasets
+    scorable = {(n, R) for n, R in plan.models if parse(n).kind not in ("few-shot", "adapted", "ablation")}
+    assert {"asl_alphabet/hand+landmarks", "asl_alphabet/ft5"} <= {n for n, _ in scorable}
+    assert {(r["train_dataset"], int(r["train_res"])) for r in rows} == scorable
     assert {r["eval_dataset"] for r in rows} == {"my_photos"}
-    assert {r["eval_res"] for r in rows} == {"32", "16"} | {
-        "0" for r in rows if r["train_dataset"].endswith("/landmarks")
-    }
+    assert all(r["eval_res"] == r["train_res"] for r in rows)  # each model at its own R: no sweep by default
     ds = json.loads((out / "dataset.json").read_text())
     ok = sum(v == "ok" for v in expected.values())
     # + the planted frameless image (scoring needs no frames) and the decodable awkward ones
@@ -98,7 +92,7 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
         if reason != "ok":
             assert skipped[path].startswith(reason), (path, skipped.get(path))
     assert ds["accounting"]["archive_files"] == ds["accounting"]["in_splits"] + ds["accounting"]["skipped_files"]
-    assert "asl_photos@32" in printed and "accuracy" in printed
+    _check_answers(smoke, out, printed, scorable)
     # Lexset has no del/space: those photos are not scored against its model.
     lex = [r for r in rows if r["train_dataset"] == "synthetic_asl_alphabet"][0]
     assert (
@@ -107,8 +101,11 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
         - ds["splits"]["test"]["per_class"]["del"]
         - ds["splits"]["test"]["per_class"]["space"]
     )
-    # one row per photo: its letter, and each model's (every seed, r = R) predicted letter and probability
+    # one row per photo: its letter, each model's answer (the seeds' mean), each seed's (r = R)
     preds = list(csv.DictReader(open(out / "predictions.csv")))
+    columns = list(preds[0])
+    assert columns.index("asl_photos@32") < columns.index("asl_photos@32 p") < columns.index("asl_photos@32 seed 0")
+    assert max(columns.index(f"{n}@{R}") for n, R in scorable) < min(i for i, c in enumerate(columns) if " seed " in c)
     assert len(preds) == ds["splits"]["test"]["images"] and len({p["file"] for p in preds}) == len(preds)
     assert "A/A0.jpg" in {p["file"] for p in preds} and "asl_photos@32 seed 0" in preds[0]
     assert all(p["asl_photos@32 seed 0"] in CANONICAL and 0 < float(p["asl_photos@32 seed 0 p"]) <= 1 for p in preds)
@@ -120,11 +117,52 @@ def test_score_a_folder_of_own_photos(smoke, tmp_path, capsys):
     skipped_csv = {r["file"]: r["reason"] for r in csv.DictReader(open(out / "skipped.csv"))}
     assert skipped_csv == skipped
     # every file written is named, and which letters the models choose among
-    for name in ("predictions.csv", "table.csv", "skipped.csv", "dataset.json"):
+    for name in ("predictions.csv", "answers.csv", "table.csv", "skipped.csv", "dataset.json"):
         assert str(out / name) in printed, name
     assert "the models choose among every label they know" in printed
     assert f"none of the {len(preds)} photos is an image of the study's datasets" in printed
     assert {p["study image"] for p in preds} == {""}
+
+
+def _check_answers(smoke: Path, out: Path, printed: str, scorable: set) -> None:
+    """answers.csv and the printed table: one row per model, each photo's answer the label of the
+    highest probability averaged over its seeds (recomputed here from the evaluation records),
+    the best model by the study's table first, one line saying what the numbers are."""
+    answers = list(csv.DictReader(open(out / "answers.csv")))
+    assert list(answers[0]) == ["model", "R", "seeds", "photos", "accuracy", "ci_low", "ci_high", "study_across"]
+    assert {(a["model"], int(a["R"])) for a in answers} == scorable and len(answers) == len(scorable)
+    across = [float(a["study_across"]) for a in answers if a["study_across"]]
+    assert across == sorted(across, reverse=True) and all(a["study_across"] for a in answers[: len(across)])
+    study = list(csv.DictReader(open(layout(smoke)["out"] / "table.csv")))
+    for a in answers:  # the mean of its rows on the datasets it never trained on, at r = R
+        mine = [
+            float(r["accuracy"])
+            for r in study
+            if (r["train_dataset"], r["train_res"], r["eval_res"]) == (a["model"], a["R"], a["R"])
+            and ":" not in r["eval_dataset"]
+            and r["eval_dataset"] not in parse(a["model"]).sources
+        ]
+        assert a["study_across"] == ("" if not mine else f"{np.mean(mine):.4f}"), a
+    preds = {p["file"]: p for p in csv.DictReader(open(out / "predictions.csv"))}
+    for a in answers:
+        col, seeds = f"{a['model']}@{a['R']}", range(int(a["seeds"]))
+        folder = out / "eval" / f"{a['model'].replace('/', '-')}@{a['R']}"
+        recs = [json.loads((folder / f"seed{k}" / f"my_photos.test.r{a['R']}.json").read_text()) for k in seeds]
+        right = 0
+        for i, f in enumerate(recs[0]["photos"]):
+            rows = [r["probabilities"][i] for r in recs]
+            if rows[0] is None:
+                expected = "nothing" if "nothing" in recs[0]["choose_from"] else "(no hand)"
+            else:
+                expected = recs[0]["choose_from"][int(np.argmax(np.mean(rows, axis=0)))]
+            assert preds[f][col] == expected, (col, f)
+            right += expected == preds[f]["label"]
+        assert int(a["photos"]) == len(recs[0]["photos"]) and float(a["accuracy"]) == round(right / int(a["photos"]), 4)
+        assert float(a["ci_low"]) <= float(a["accuracy"]) <= float(a["ci_high"])  # 59 photos and more: an interval
+    lines = printed.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    assert "averaged over its seeds" in lines[head - 1] and "study across" in lines[head]
+    assert [line.split()[0] for line in lines[head + 1 : head + 1 + len(answers)]] == [a["model"] for a in answers]
 
 
 def test_photos_that_are_the_studys_own_images_are_named_with_the_models_that_saw_them(smoke, tmp_path, capsys):
@@ -188,9 +226,14 @@ def test_a_folder_of_one_letter_is_not_a_perfect_score(smoke, tmp_path, capsys):
     out = layout(smoke)["out"] / "score" / "only_y"
     rows = list(csv.DictReader(open(out / "table.csv")))
     assert {r["n"] for r in rows} == {"3"} and min(float(r["accuracy"]) for r in rows) < 1
-    e = json.loads((out / "eval/asl_photos@32/seed0/only_y.test.r16.json").read_text())
+    e = json.loads((out / "eval/asl_photos@32/seed0/only_y.test.r32.json").read_text())
     assert len(e["choose_from"]) == 29 and e["labels"] == ["Y"]  # scored on Y, choosing among all it knows
-    assert "choose among every label they know" in printed
+    assert "choose among every label they know; the folder has one" in printed
+    assert "--folder-labels-only" not in printed  # the flag would change nothing here: not suggested
+    answers = list(csv.DictReader(open(out / "answers.csv")))
+    assert {a["photos"] for a in answers} == {"3"} and {(a["ci_low"], a["ci_high"]) for a in answers} == {("", "")}
+    assert run.main(args(smoke, "score", "--folder", str(one), "--folder-labels-only")) == 0
+    assert "the folder has one label, so the models choose among every label they know" in capsys.readouterr().out
     two = tmp_path / "two"
     for c in ("A", "B"):
         shutil.copytree(full / c, two / c)
@@ -200,14 +243,34 @@ def test_a_folder_of_one_letter_is_not_a_perfect_score(smoke, tmp_path, capsys):
     assert {p["asl_photos@32 seed 0"] for p in preds} <= {"A", "B"}
 
 
-def test_name_must_be_a_plain_name(smoke, tmp_path, capsys):
+def test_one_rule_for_names_given_or_derived(smoke, tmp_path, capsys):
     from study.datasets import fake
 
-    fake.write_asl_folder(tmp_path / "photos", split_dir=None, per_class=1, seed=1)
-    for bad in ("../../../escaped", "a/b", "Mine!"):
-        assert run.main(args(smoke, "score", "--folder", str(tmp_path / "photos"), "--name", bad)) == 2
-        assert f"--name {bad!r}: a plain name" in capsys.readouterr().err
+    photos = tmp_path / "My Photos-2024"
+    fake.write_asl_folder(photos, split_dir=None, per_class=1, seed=1)
+    for bad in ("../../../escaped", "a/b", "Mine!", "_x"):
+        assert run.main(args(smoke, "score", "--folder", str(photos), "--name", bad)) == 2
+        assert f"--name {bad!r}: a name of lower-case letters, digits, - and _" in capsys.readouterr().err
     assert not (smoke / "escaped").exists() and not (smoke.parent / "escaped").exists()
+    assert run.main(args(smoke, "score", "--folder", str(photos), "--name", "six-flo")) == 0
+    assert (layout(smoke)["out"] / "score" / "six-flo" / "answers.csv").is_file()
+    assert run.main(args(smoke, "score", "--folder", str(photos))) == 0  # the folder's own name, by the same rule
+    assert (layout(smoke)["out"] / "score" / "my_photos-2024" / "answers.csv").is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        run.main(["score", "--help"])
+    assert "lower-case letters, digits, - and _" in " ".join(capsys.readouterr().out.split())
+
+
+def test_every_r_scores_the_resolution_sweep(smoke, tmp_path, capsys):
+    from study.datasets import fake
+
+    photos = tmp_path / "sweep"
+    fake.write_asl_folder(photos, split_dir=None, per_class=1, seed=4)
+    assert run.main(args(smoke, "score", "--folder", str(photos), "--every-r")) == 0
+    rows = list(csv.DictReader(open(layout(smoke)["out"] / "score" / "sweep" / "table.csv")))
+    assert {(r["train_res"], r["eval_res"]) for r in rows} == {("32", "32"), ("32", "16"), ("0", "0")}
+    assert "   16 " in capsys.readouterr().out  # the sweep is printed as table.csv holds it
 
 
 def test_a_folder_without_a_usable_image_is_refused_in_one_line_and_leaves_nothing(smoke, tmp_path, capsys):
@@ -229,6 +292,12 @@ def test_a_folder_without_a_usable_image_is_refused_in_one_line_and_leaves_nothi
     assert err.count("\n") == 1 and "no usable image" in err and "A/notes.txt: not an image file" in err
     assert "A/broken.jpg: corrupt image" in err or "A/broken.jpg: not a readable image" in err
     assert datasets() == before  # no empty dataset folder left behind
+    zero = tmp_path / "zero"
+    (zero / "A").mkdir(parents=True)
+    (zero / "A" / "photo.jpg").write_bytes(b"")
+    assert run.main(args(smoke, "score", "--folder", str(zero))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no usable image" in err and "A/photo.jpg: empty file" in err
 
 
 def test_links_that_loop_and_names_that_are_not_utf8_are_skipped_with_a_reason(smoke, tmp_path):

@@ -65,16 +65,15 @@ def test_features_read_back_or_named_with_the_command_that_makes_them(ctx, tmp_p
         store.load_features(again, u)
 
 
-def test_models_a_folder_is_scored_with_leave_out_a_block_5_that_is_not_there(ctx):
-    said = []
-    models = store.scorable(ctx, said.append)
-    assert (
-        not [n for n, _, _ in models if n.endswith("/ft5")] and len(said) == 1 and "asl_photos/ft5@64 seed 2" in said[0]
-    )
+def test_models_a_folder_is_scored_with_leave_out_a_head_or_block_5_that_is_not_there(ctx):
+    assert store.scorable(ctx) == [] and store.absent_scorable(ctx) == ctx.plan.scorable()  # nothing trained
     d = store.model_files(ctx, "asl_photos/ft5", 64, 0).root
     d.mkdir(parents=True)
+    (d / "head.npz").write_bytes(b"x")
+    assert ("asl_photos/ft5", 64, 0) in store.absent_scorable(ctx)  # its head, but no block 5
     (d / "block5.npz").write_bytes(b"x")
-    assert ("asl_photos/ft5", 64, 0) in store.scorable(ctx)
+    assert store.scorable(ctx) == [("asl_photos/ft5", 64, 0)]
+    assert set(store.absent_scorable(ctx)) == set(ctx.plan.scorable()) - {("asl_photos/ft5", 64, 0)}
     assert d.name == "seed0" and d.parent.name == "asl_photos-ft5@64"
     with pytest.raises(MissingArtefact, match=r"model asl_photos/ft5@64 seed 0 .*python -m study.run train"):
         store.model_record(ctx, "asl_photos/ft5", 64, 0)
@@ -158,3 +157,37 @@ def test_the_layouts_name_the_files_where_the_study_has_always_written_them(tmp_
     assert r.score("mine").predictions == tmp_path / "score" / "mine" / "predictions.csv"
     assert r.cue_unit("a", "b", "no 2-pixel border") == tmp_path / "cues" / "a~b" / "no_2-pixel_border.json"
     assert store.default_out("cpu") == store.RESULTS / "cpu"
+
+
+def _checkout(path, name="study"):
+    """A folder with the pyproject.toml of a project called `name`."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "pyproject.toml").write_text(f'[project]\nname = "{name}"\n\n[tool.other]\nname = "x"\n')
+    return path
+
+
+def test_a_checkout_is_a_pyproject_naming_the_study(tmp_path):
+    from conftest import REPO
+
+    assert store.is_checkout(REPO) and store.is_checkout(_checkout(tmp_path / "a"))
+    assert not store.is_checkout(_checkout(tmp_path / "b", name="other"))
+    assert not store.is_checkout(tmp_path / "missing") and not store.is_checkout(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.x]\nname = "study"\n[project\n')  # not TOML
+    assert not store.is_checkout(tmp_path)
+
+
+def test_home_is_study_home_then_a_checkout_worked_in_then_the_package_s(tmp_path, monkeypatch):
+    """The defaults are relative to HOME: $STUDY_HOME, else the working folder if it is a
+    checkout, else the checkout the package is imported from, else the working folder."""
+    from conftest import REPO
+
+    here, package, plain = _checkout(tmp_path / "here"), _checkout(tmp_path / "package"), tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.setenv("STUDY_HOME", str(tmp_path / "chosen"))
+    assert store.find_home(here, package) == tmp_path / "chosen"
+    monkeypatch.delenv("STUDY_HOME")
+    assert store.find_home(here, package) == here
+    assert store.find_home(plain, package) == package
+    assert store.find_home(plain, plain / "site-packages") == plain
+    assert store.find_home(plain) == REPO  # this package's own checkout
+    assert store.HOME == store.find_home() and store.default_out("cpu").resolve() == store.HOME / "results" / "cpu"

@@ -42,6 +42,8 @@ class Context:
     folder_name: str | None = None
     # `score`: the models choose among the folder's labels only, not every label they know.
     folder_labels_only: bool = False
+    # `score`: every degradation r <= R (the resolution sweep), not r = R alone.
+    every_r: bool = False
     # `bench`: training images per resolution for the pipeline and end-to-end timings.
     bench_images: int = 512
     # `bench`: write the study of record's bench.json (the timings the docs quote), not bench.local.json.

@@ -18,6 +18,7 @@ MODEL_FILES = {
     "landmark": ("hand_landmark_full.tflite", "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3"),
 }
 WRIST, MIDDLE_MCP = 0, 9  # MediaPipe's landmark indices
+LANDMARK_DIM = 63  # a landmark vector: 21 landmarks, x, y, z (landmark_vectors)
 
 
 def to_stored(landmarks: np.ndarray, size: np.ndarray) -> np.ndarray:

@@ -242,3 +242,18 @@ def dataset_pairs(labels: dict[str, set[str]]) -> list[tuple[str, str, list[str]
 def eval_name(eval_ds: str, split: str) -> str:
     """The table's eval_dataset: the dataset for its test split, dataset:split otherwise."""
     return eval_ds if split == "test" else f"{eval_ds}:{split}"
+
+
+# The name of a scored folder's results (`score --name`, study.core.store.ScoreFiles): a folder
+# name on every system, never one of the study's datasets. A name derived from the folder's own
+# follows the same rule: lower-cased, every other run of characters made "_".
+FOLDER_NAME_RULE = "lower-case letters, digits, - and _, starting with a letter or digit"
+_FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def folder_results_name(folder: str, given: str | None = None) -> str | None:
+    """The results name of a folder of photos: `given` if it follows FOLDER_NAME_RULE (None if
+    it does not), else the folder's name made to follow it ("photos" if nothing is left)."""
+    if given is not None:
+        return given if _FOLDER_NAME.fullmatch(given) else None
+    return re.sub(r"[^a-z0-9_-]+", "_", folder.lower()).strip("_-") or "photos"

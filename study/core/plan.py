@@ -29,6 +29,9 @@ GRADCAM_LABELS = 6
 CUE_TRIM = 2
 GRADCAM_PER_LABEL = 4
 GRADCAM_SEED = 0
+# The kinds of model (study.core.names.Model.kind) that `score` leaves out: each learnt from, or is
+# scored on, a split of the study's own datasets, so a folder of one's own photos says nothing of it.
+NOT_SCORABLE = ("few-shot", "adapted", "ablation")
 
 
 class Unit(NamedTuple):
@@ -167,15 +170,10 @@ class Plan:
         return self.classes(model)
 
     def scorable(self) -> list[tuple[str, int, int]]:
-        """The models a folder of one's own photos is scored with: all but the few-shot,
-        adapted and ablation ones, which belong to the study's own datasets, and the variants
-        of the hand models (both views, augmented landmarks), whose heads the study of record
-        does not commit; the hand-crop and landmark models are."""
-        return [
-            (n, R, s)
-            for n, R, s in self.model_seeds
-            if parse(n).kind not in ("few-shot", "adapted", "ablation", "both views") and not parse(n).landmark_views
-        ]
+        """The models a folder of one's own photos is scored with: every kind but the few-shot,
+        adapted and ablation models, which belong to the study's own datasets (each learnt from,
+        or is scored on, a split of them)."""
+        return [(n, R, s) for n, R, s in self.model_seeds if parse(n).kind not in NOT_SCORABLE]
 
     # --- features ----------------------------------------------------------------------
 
@@ -242,35 +240,40 @@ class Plan:
         names = [n for n in self.dataset_names if any(n in (a, b) for a, b, _ in self.separability_pairs)]
         return [Unit(n, split, R, R, trim=CUE_TRIM) for n in names for split in ("train", "test")]
 
-    def test_units(self, name: str, R: int, hand: str = "") -> list[Unit]:
+    def test_units(self, name: str, R: int, hand: str = "", every_r: bool = True) -> list[Unit]:
         """A dataset's test splits (the preset's, where it has them) at R and every r <= R (the
-        landmark vectors at r = R = 0 only), of the images' `hand` view (study.core.names.Model.input)."""
+        landmark vectors at r = R = 0 only), of the images' `hand` view (study.core.names.Model.input);
+        at r = R alone without `every_r`."""
         splits = self.splits(name)
-        return [
-            Unit(name, split, R, r, hand=hand)
-            for split in self.preset.eval.splits
-            if split in splits
-            for r in self.preset.eval_resolutions_for(R)
-        ]
+        resolutions = self.preset.eval_resolutions_for(R) if every_r else [R]
+        splits = [split for split in self.preset.eval.splits if split in splits]
+        return [Unit(name, split, R, r, hand=hand) for split in splits for r in resolutions]
 
-    def folder_units(self, name: str) -> list[Unit]:
+    def folder_units(self, name: str, every_r: bool = False) -> list[Unit]:
         """The frozen-backbone units that scoring a folder of photos (`score`) needs: its
-        images at every R and r, their hand crops likewise, their landmark vectors."""
+        images at every R, their hand crops likewise, their landmark vectors; at r = R alone
+        unless `every_r` (`score --every-r`, the resolution sweep)."""
         p = self.preset
         if p.train.finetune:
             return []
         crops = ["crop"] if p.hands.crops else []
         marks = self.test_units(name, LANDMARKS_R, "landmarks") if p.hands.landmarks else []
-        return [u for R in p.train_resolutions for hand in ["", *crops] for u in self.test_units(name, R, hand)] + marks
+        return [
+            u for R in p.train_resolutions for hand in ["", *crops] for u in self.test_units(name, R, hand, every_r)
+        ] + marks
 
     # --- evaluations -------------------------------------------------------------------
 
     def evaluations(
-        self, models: Iterable[tuple[str, int, int]] | None = None, eval_datasets: list[str] | None = None
+        self,
+        models: Iterable[tuple[str, int, int]] | None = None,
+        eval_datasets: list[str] | None = None,
+        every_r: bool = True,
     ) -> list[Evaluation]:
         """Every evaluation of `models` (default: every trained model): each on every test
-        split of `eval_datasets` (default: the preset's) at every r <= R; the ablation on its
-        own random test split at R; a few-shot or adapted model on its target's test splits only."""
+        split of `eval_datasets` (default: the preset's) at every r <= R (at r = R alone without
+        `every_r`); the ablation on its own random test split at R; a few-shot or adapted model
+        on its target's test splits only."""
         out = []
         for name, R, seed in self.model_seeds if models is None else models:
             m = parse(name)
@@ -279,16 +282,20 @@ class Plan:
                 continue
             for eval_ds in [m.target] if m.target else eval_datasets or self.dataset_names:
                 out += [
-                    Evaluation(name, R, seed, u.dataset, u.split, u.r) for u in self.test_units(eval_ds, R, m.input)
+                    Evaluation(name, R, seed, u.dataset, u.split, u.r)
+                    for u in self.test_units(eval_ds, R, m.input, every_r)
                 ]
         return out
 
     def finetuned_evaluations(
-        self, models: Iterable[tuple[str, int, int]] | None = None, eval_datasets: list[str] | None = None
+        self,
+        models: Iterable[tuple[str, int, int]] | None = None,
+        eval_datasets: list[str] | None = None,
+        every_r: bool = True,
     ) -> list[Evaluation]:
         """The evaluations of the fine-tuned models among `models`: each needs features of its
         own backbone (a features unit with `model` set)."""
-        return [e for e in self.evaluations(models, eval_datasets) if self.finetuned(e.model)]
+        return [e for e in self.evaluations(models, eval_datasets, every_r) if self.finetuned(e.model)]
 
     @cached_property
     def table_rows(self) -> list[tuple[str, int, str, int]]:

@@ -149,3 +149,11 @@ def find_archive(manual_dir: Path, marker: str, zip_names: tuple[str, ...]) -> A
             if i == 0 or (i > 0 and name[i - 1] == "/"):
                 return Archive(z, prefix=name[:i])
     return None
+
+
+def listed(skipped: list[dict], most: int = 8) -> str:
+    """ "a.jpg: corrupt image; ...": the files skipped, a few of them, and how many more."""
+    if not skipped:
+        return "no image file found"
+    text = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:most])
+    return f"{len(skipped)} skipped: {text}" + (f"; and {len(skipped) - most} more" if len(skipped) > most else "")

@@ -28,6 +28,7 @@ from study.core.config import Preset
 from study.core.files import held
 from study.core.store import Results, name_of
 from study.datasets import DatasetError, DatasetSpec
+from study.datasets.archive import listed
 
 log = logging.getLogger(__name__)
 FRAME_SPLITS = (splits.TRAIN, splits.VALIDATION, splits.TEST)
@@ -72,16 +73,8 @@ def _build(spec: DatasetSpec, preset: Preset, manual: Path, tfds_dir: Path, forc
             if isinstance(e, DatasetError):
                 raise
             skipped = builder.info.metadata.get("skipped", [])
-            raise DatasetError(f"{spec.name}: no usable image in {manual} ({_listed(skipped)})") from None
+            raise DatasetError(f"{spec.name}: no usable image in {manual} ({listed(skipped)})") from None
     return builder
-
-
-def _listed(skipped: list[dict], most: int = 8) -> str:
-    """ "a.jpg: corrupt image; ...": the files skipped, a few of them, and how many more."""
-    if not skipped:
-        return "no image file found"
-    text = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:most])
-    return f"{len(skipped)} skipped: {text}" + (f"; and {len(skipped) - most} more" if len(skipped) > most else "")
 
 
 def _remove_partial(builder, tfds_dir: Path) -> None:

@@ -33,7 +33,7 @@ import tensorflow_datasets as tfds
 from study.core import labels, splits
 from study.core.config import SplitConfig
 from study.datasets import images
-from study.datasets.archive import Archive, DatasetError, find_archive
+from study.datasets.archive import Archive, DatasetError, find_archive, listed
 
 # 1.1.0: EXIF orientation applied; images over PIL's decompression-bomb limit skipped.
 DATA_VERSION = "1.1.0"
@@ -578,7 +578,9 @@ class AslFolder(_AslBuilder):
             else:
                 scan.add_image(split, path, archive.size(path), parts[0], label)
         if not any(scan.given.values()):
-            raise DatasetError(f"{self.config.dataset_name or self.name}: no usable images in the class folders.")
+            scan.finish()
+            name = self.config.dataset_name or self.name
+            raise DatasetError(f"{name}: no usable image in the class folders ({listed(scan.skipped)})")
         return scan
 
     def _cut(self, scan: Scan) -> dict[str, list[Item]]:

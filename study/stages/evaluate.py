@@ -35,6 +35,9 @@ from study.network.model import head_from_arrays, predict_logits
 
 # Bump when scoring changes what it produces, so that existing evaluations count as stale.
 EVAL_VERSION = 1
+# Bump when what a folder's evaluation records of each photo changes (`score`): the study's own
+# evaluations do not record it, and keep their fingerprints. 2: every label's probability.
+PER_PHOTO_VERSION = 2
 
 
 def restricted_predictions(
@@ -99,18 +102,18 @@ def run_stage(ctx: Context) -> list[dict]:
 
 
 def run_folder(ctx: Context) -> list[dict]:
-    """`score`: every scorable model on the folder being scored, under score/<name>/. A model
-    chooses among every label it knows, or among the folder's (study.core.plan.Plan.choices);
-    each record also names the photo of each prediction and its probability."""
+    """`score`: every scorable model on the folder being scored, under score/<name>/, at r = R
+    (at every r with `--every-r`). A model chooses among every label it knows, or among the
+    folder's (study.core.plan.Plan.choices); each record also names the photo of each
+    prediction and its probabilities."""
     name = ctx.scoring
     files = {s: v["file"] for s, v in read_index(open_builder(ctx, name)).items()}
 
     def choose(model):
         return ctx.plan.choices(model, name, ctx.folder_labels_only)
 
-    return run_evaluations(
-        ctx, ctx.plan.evaluations(store.scorable(ctx), [name]), store.score_files(ctx, name), choose, files
-    )
+    todo = ctx.plan.evaluations(store.scorable(ctx), [name], ctx.every_r)
+    return run_evaluations(ctx, todo, store.score_files(ctx, name), choose, files)
 
 
 def run_evaluations(
@@ -150,8 +153,8 @@ def run_evaluations(
             "eval": dataclasses.asdict(ctx.preset.eval),
         }
         choices = None if choose is None else choose(train_ds)
-        if choices is not None:  # only a folder's evaluations have the key: the study's keep their fingerprints
-            spec["choose"] = choices
+        if choices is not None:  # only a folder's evaluations have the keys: the study's keep their fingerprints
+            spec |= {"choose": choices, "per_photo": PER_PHOTO_VERSION}
         if is_done(path, spec, force=ctx.force):
             continue
         if not eval_ds.endswith(RANDOM):
@@ -237,16 +240,21 @@ def _per_image(
     files_N: np.ndarray,
     found_N: np.ndarray | None = None,
 ) -> dict:
-    """Which photo each scored prediction is of, and its probability (softmax over `choose`;
-    None for a landmark model's photo without a hand, whose prediction no probability made)."""
+    """Which photo each scored prediction is of, the probability of the label predicted and of
+    every label chosen among (softmax over `choose`, in the order of `choose_from`; what `score`
+    averages over a model's seeds); None for a landmark model's photo without a hand, whose
+    prediction no probability made."""
     keep = np.isin(labels_N, classes)
     z = logits_NxK[keep][:, sorted(choose)]
     p = np.exp(z - z.max(axis=1, keepdims=True))
-    prob = np.round((p / p.sum(axis=1, keepdims=True)).max(axis=1), 4).tolist()
+    p = p / p.sum(axis=1, keepdims=True)
+    prob, probs = np.round(p.max(axis=1), 4).tolist(), np.round(p, 6).tolist()
     if found_N is not None:
         prob = [x if f else None for x, f in zip(prob, found_N[keep])]
+        probs = [x if f else None for x, f in zip(probs, found_N[keep])]
     return {
         "choose_from": [CANONICAL[c] for c in sorted(choose)],
         "photos": [f.decode() if isinstance(f, bytes) else str(f) for f in files_N[keep]],
         "probability": prob,
+        "probabilities": probs,
     }

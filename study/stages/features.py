@@ -67,17 +67,20 @@ def run_finetuned(ctx: Context) -> dict | None:
 def run_folder(ctx: Context) -> dict:
     """`score`: the features of the folder being scored, frozen and fine-tuned backbones."""
     name = ctx.scoring
-    todo = ctx.plan.folder_units(name) + finetuned_units(ctx, store.scorable(ctx), [name])
+    todo = ctx.plan.folder_units(name, ctx.every_r) + finetuned_units(ctx, store.scorable(ctx), [name], ctx.every_r)
     return compute_units(ctx, todo, store.score_files(ctx, name).features)
 
 
 def finetuned_units(
-    ctx: Context, models: list[tuple[str, int, int]] | None = None, eval_datasets: list[str] | None = None
+    ctx: Context,
+    models: list[tuple[str, int, int]] | None = None,
+    eval_datasets: list[str] | None = None,
+    every_r: bool = True,
 ) -> list[Unit]:
     """The units the evaluations of fine-tuned models need (study.core.plan): features of
     each one's own backbone, named by its sha256 (from the model's record)."""
     out = []
-    for e in ctx.plan.finetuned_evaluations(models, eval_datasets):
+    for e in ctx.plan.finetuned_evaluations(models, eval_datasets, every_r):
         sha = store.model_record(ctx, e.model, e.R, e.seed)["backbone_sha256"]
         out.append(Unit(e.dataset, e.split, e.R, e.r, weights=sha, model=(e.model, e.R, e.seed)))
     return out

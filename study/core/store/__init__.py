@@ -35,6 +35,9 @@ from study.core.store.layout import (
     DATA as DATA,
 )
 from study.core.store.layout import (
+    HOME as HOME,
+)
+from study.core.store.layout import (
     MARKER as MARKER,
 )
 from study.core.store.layout import (
@@ -80,7 +83,16 @@ from study.core.store.layout import (
     eval_path as eval_path,
 )
 from study.core.store.layout import (
+    find_home as find_home,
+)
+from study.core.store.layout import (
+    is_checkout as is_checkout,
+)
+from study.core.store.layout import (
     name_of as name_of,
+)
+from study.core.store.layout import (
+    require_home as require_home,
 )
 from study.core.units import MissingArtefact, fingerprint, readable_record, require
 
@@ -342,21 +354,22 @@ def random_split(ctx: Context, name: str, R: int) -> tuple[dict[str, tuple[np.nd
 # --- models ---------------------------------------------------------------------------------
 
 
-def scorable(ctx: Context, echo=None) -> list[tuple[str, int, int]]:
-    """The models `score` scores a folder with (study.core.plan.Plan.scorable), a fine-tuned
-    model only where its block 5 is there (the cpu preset commits heads, 0.55 MB each, but
-    not fine-tuned blocks, 28 MB each). `echo` gets a line per model left out for want of its block."""
-    out, absent = [], []
+def scorable(ctx: Context) -> list[tuple[str, int, int]]:
+    """The models `score` scores a folder with (study.core.plan.Plan.scorable) whose files are
+    here (`absent_scorable` names the others)."""
+    absent = set(absent_scorable(ctx))
+    return [m for m in ctx.plan.scorable() if m not in absent]
+
+
+def absent_scorable(ctx: Context) -> list[tuple[str, int, int]]:
+    """The scorable models whose head is not here, or whose fine-tuned block 5 is not: the
+    study of record commits the heads `score` needs (up to 0.62 MB each) but not the blocks
+    5 (28 MB each), nor yet the heads of both views and of augmented landmarks (.gitignore)."""
+    out = []
     for name, R, seed in ctx.plan.scorable():
-        if parse(name).remedy == FT5 and not model_files(ctx, name, R, seed).block5.exists():
-            absent.append(f"{name}@{R} seed {seed}")
-            continue
-        out.append((name, R, seed))
-    if absent and echo:
-        echo(
-            f"not scored, their fine-tuned block 5 is not here (`{command(ctx, 'train')}` makes it): "
-            f"{', '.join(absent)}"
-        )
+        files = model_files(ctx, name, R, seed)
+        if not files.head.exists() or (parse(name).remedy == FT5 and not files.block5.exists()):
+            out.append((name, R, seed))
     return out
 
 

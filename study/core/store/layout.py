@@ -4,7 +4,7 @@ One layout class per folder, each a root and its files by name: the results fold
 (`Results`), a model's folder (`ModelFiles`), a folder of photos scored (`ScoreFiles`), the
 paper (`PaperFiles`) and the caches' units (`FeatureFiles`, `HandFiles`); the default folders
 of the data and the results. `NAMES` collects every name spelled here: no other module of the
-package spells one (tests/test_store.py). Pure: paths only, nothing is read or written.
+package spells one (tests/test_store.py). Paths only: nothing is written, nothing read but to find HOME.
 
     <cache-dir>/features/<weights sha>/<dataset fingerprint>/<split>/R<R>_r<r>[_flip][_aug<v>][_trim<t>][_hand]/
         feats.npy (N x 512 float32), labels.npy (N int64), unit.json
@@ -21,25 +21,65 @@ package spells one (tests/test_store.py). Pure: paths only, nothing is read or w
     <out>/eval/<model folder>/seed<k>/<eval dataset>.<split>.r<r>.json (+ .txt)
     <out>/table.csv, separability.csv (+ separability/), cues.csv (+ cues/), gradcam/ (+ hand_share.csv)
     <out>/table.md, paper_numbers.json, report.json     (report)
-    <out>/score/<folder name>/ (dataset.json, skipped.csv, features.json, eval/, table.csv, predictions.csv)
+    <out>/score/<folder name>/ (dataset.json, skipped.csv, features.json, eval/, table.csv, predictions.csv,
+                              answers.csv)
     paper/ (paper.md, paper.pdf, figures/, tables/)     (report, for the study of record)
+
+The default folders are HOME's (`find_home`: $STUDY_HOME, else the checkout of the study one
+works in or imports the package from), so that `score` and the API find the committed results
+from any working folder; options given by the user stay relative to the working folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tomllib
 from pathlib import Path
 
+from study.core.errors import MissingResults
 from study.core.names import folder
+
+# Where the package's checkout would be: the folder that holds the `study` package.
+PACKAGE_PARENT = Path(__file__).resolve().parents[3]
+
+
+def is_checkout(path: Path) -> bool:
+    """Whether `path` is a checkout of this project: a pyproject.toml naming it "study"."""
+    try:
+        project = tomllib.loads((Path(path) / "pyproject.toml").read_text()).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(project, dict) and project.get("name") == "study"
+
+
+def find_home(cwd: Path | None = None, package: Path = PACKAGE_PARENT) -> Path:
+    """The folder the default folders are relative to (absolute): $STUDY_HOME if set; else the
+    working folder if it is a checkout; else the checkout that holds the package; else the
+    working folder (a package installed elsewhere, a study of one's own)."""
+    cwd = Path.cwd() if cwd is None else Path(cwd).absolute()
+    if os.environ.get("STUDY_HOME"):
+        return Path(os.environ["STUDY_HOME"]).expanduser().absolute()
+    for candidate in (cwd, package):
+        if is_checkout(candidate):
+            return candidate
+    return cwd
+
+
+HOME = find_home()
+# The defaults below, under HOME: written relative, as before, when HOME is the working folder
+# (short messages, and the paths the tests and docs show); absolute otherwise.
+_BASE = Path() if HOME.resolve() == Path.cwd().resolve() else HOME
 
 # A unit's marker (study.core.units): its fingerprint, spec and the manifest of its files.
 MARKER = "unit.json"
-# The folders of record, relative to the repository: each preset's results, and the paper.
+# The folders of record: each preset's results, by name under HOME (the report's tables quote
+# it), and the paper.
 RESULTS = Path("results")
-PAPER = Path("paper")
-# The default data folders, relative to the working folder: archives, prepared datasets,
-# caches and converted weights (none of it committed).
-DATA = Path("data")
+PAPER = _BASE / "paper"
+# The default data folders: archives, prepared datasets, caches and converted weights (none of
+# it committed).
+DATA = _BASE / "data"
 TFDS_DIR = DATA / "tfds"
 CACHE_DIR = DATA / "cache"
 WEIGHTS_DIR = DATA / "weights"
@@ -47,7 +87,25 @@ WEIGHTS_DIR = DATA / "weights"
 
 def default_out(preset: str) -> Path:
     """A preset's results folder when --out is not given."""
-    return RESULTS / preset
+    return _BASE / RESULTS / preset
+
+
+def require_home(preset: str, option: str) -> None:
+    """Refuse, in one line naming `option` (how to point at a results folder), a preset's
+    default results folder that prepare has not filled where HOME is no checkout: the cause
+    is then the working folder (or STUDY_HOME), not a missing `prepare`."""
+    out = default_out(preset)
+    if Results(out).datasets.is_file() or is_checkout(HOME):
+        return
+    if os.environ.get("STUDY_HOME"):
+        raise MissingResults(
+            f"no {RESULTS / preset} in STUDY_HOME={HOME}, which is no checkout of the study: "
+            f"set STUDY_HOME=<the repository> or pass {option}"
+        )
+    raise MissingResults(
+        f"no {RESULTS / preset} here ({HOME}) and no checkout of the study found: run from the repository, "
+        f"or set STUDY_HOME=<the repository> or pass {option}"
+    )
 
 
 # Every file and folder name the layouts below spell (tests/test_store.py checks that no other
@@ -174,12 +232,13 @@ class ScoreFiles:
     features = _at("features.json")
     eval = _at("eval")
     table = _at("table.csv")
-    predictions = _at("predictions.csv")
+    predictions = _at("predictions.csv")  # each photo's answers: each model's, then each seed's
+    answers = _at("answers.csv")  # each model's accuracy on the folder, of its seeds' mean answer
 
     @property
     def outputs(self) -> list[Path]:
         """What a run of `score` makes after preparing the folder (removed when it changes)."""
-        return [self.eval, self.table, self.predictions, self.features]
+        return [self.eval, self.table, self.predictions, self.answers, self.features]
 
     def evaluation(self, train_ds: str, R: int, seed: int, eval_ds: str, split: str, r: int) -> Path:
         """Path of the evaluation JSON of one model (train_ds, R, seed) on eval_ds's `split` at test resolution r."""
