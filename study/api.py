@@ -76,7 +76,7 @@ def load(
     given a photo without a hand answers `nothing` where it knows that label, else "(no hand)"
     with probabilities NaN."""
     name, _, R = model.rpartition("@")
-    if not name and parse_or_none(model) is not None and parse(model).input == "landmarks":
+    if not name and _landmark_model(model):
         name, R = model, str(LANDMARKS_R)
     if not name or not R.isdigit():
         raise ConfigError(f"{model!r} is not a model name: expected name@R, for example asl_photos@64")
@@ -120,12 +120,12 @@ def load(
     return Model(name, R, seeds, [CANONICAL[c] for c in classes], predict)
 
 
-def parse_or_none(name: str):
-    """The model name parsed (study.core.names.parse), or None if it is none."""
+def _landmark_model(name: str) -> bool:
+    """Whether `name` (without @R) names a landmark model, which has no resolution."""
     try:
-        return parse(name)
-    except (ValueError, KeyError):
-        return None
+        return parse(name).input == "landmarks"
+    except ValueError:  # not a model name: load says so
+        return False
 
 
 class _Inputs:

@@ -325,10 +325,11 @@ def absent_models_note(ctx: Context) -> str | None:
     absent = store.absent_scorable(ctx)
     if not absent:
         return None
+    first_seed = {(name, R): seed for name, R, seed in reversed(absent)}
     models = list(dict.fromkeys((name, R) for name, R, _ in absent))
     seconds = 0.0
-    for name, R in models:  # the seeds of a model train together: one record gives the time
-        marker = store.model_files(ctx, name, R, next(s for n, r, s in absent if (n, r) == (name, R))).marker
+    for (name, R), seed in first_seed.items():  # the seeds of a model train together: one record gives the time
+        marker = store.model_files(ctx, name, R, seed).marker
         rec = readable_record(marker) if marker.is_file() else None
         seconds += (rec or {}).get("seconds", 0.0)
     took = f"; their training took {seconds / 60:.0f} minutes in the study of record" if seconds else ""
