@@ -158,8 +158,8 @@ def test_committed_hand_detection_is_whole_and_the_docs_quote_it():
 def test_score_scores_every_kind_of_model_whose_heads_are_committed():
     """`score` in a fresh clone plans every kind of model the study trains but the few-shot,
     adapted and ablation ones (study.core.plan.NOT_SCORABLE), and scores those whose files are
-    committed: their heads are the ones their records name; the others (the fine-tuned blocks
-    5, 28 MB a seed, and the heads .gitignore leaves out) are named as absent."""
+    committed: their heads are the ones their records name. Only the fine-tuned models are named
+    as absent: their blocks 5 (28 MB a seed) are not committed; every scorable head is."""
     import subprocess
 
     from study.core import store
@@ -181,4 +181,4 @@ def test_score_scores_every_kind_of_model_whose_heads_are_committed():
         store.model_record(ctx, name, R, seed)  # the head is the one its record names, byte for byte
     for name, R, seed in store.absent_scorable(ctx):
         files = store.model_files(ctx, name, R, seed)
-        assert parse(name).remedy == "ft5" or str(files.head.relative_to(REPO)) not in tracked, files.head
+        assert parse(name).remedy == "ft5" and str(files.head.relative_to(REPO)) in tracked, files.head
